@@ -1,0 +1,248 @@
+"""Configuration: a tree of typed dataclasses, loaded from YAML, overridden by
+`key=value` (dotted keys, MaxText style), validated once with messages that name
+the key. The resolved config is plain data (`to_dict`) and is saved with a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key (and file)."""
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    llm: str = ""  # Hugging Face Qwen2 directory (the frozen student backbone)
+    teacher: str = ""  # Hugging Face Whisper directory (the frozen teacher)
+    param_dtype: str = "float32"  # frozen weights (bfloat16 at scale)
+    compute_dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class AudioConfig:
+    sampling_rate: int = 16000
+    n_mels: int = 128
+    num_frames: int = 3000  # mel frames the student sees (30 s)
+    patch_frames: int = 10  # P: frames per audio token; N = num_frames / P
+    teacher_segments: int = 1  # 30 s segments the teacher sees per sample (longer clips)
+
+    @property
+    def num_audio_tokens(self) -> int:
+        return self.num_frames // self.patch_frames
+
+
+@dataclasses.dataclass
+class LoraConfig:
+    num_layers: int = 4  # K: adapt the first K decoder layers
+    rank: int = 256
+    alpha: float | None = None  # None → 2·rank
+    targets: list[str] = dataclasses.field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    @property
+    def scale_alpha(self) -> float:
+        return float(2 * self.rank if self.alpha is None else self.alpha)
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    teacher_layers: Any = "low"  # low | mid | high | progressive | explicit list of 1-based teacher layers
+    head_hidden: int | None = None  # None → teacher width
+    bidirectional_audio: bool = False  # audio tokens attend to each other both ways (VoRA); paper: causal
+
+
+@dataclasses.dataclass
+class LossConfig:
+    ce_weight: float = 1.0  # 0 → distill-only ablation
+    distill_weight: float = 1.0  # β; 0 → CE-only ablation
+    lambda_cos: float = 1.0
+    lambda_mse: float = 1.0
+
+
+@dataclasses.dataclass
+class PromptConfig:
+    audio_token: str = "<|audio|>"
+    system: str = "You are a helpful assistant."
+    asr_instruction: str = "Transcribe the speech."
+
+
+@dataclasses.dataclass
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# dict/YAML → dataclasses
+# ---------------------------------------------------------------------------
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check/convert one value against its annotation; raise ConfigError naming `key`."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, key)
+    return value
+
+
+def from_dict(cls, data: dict | None, prefix: str = ""):
+    """Build dataclass `cls` from `data`; unknown keys and bad types are errors naming the key."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(fields))})")
+    kwargs = {name: _coerce(value, hints[name], f"{prefix}.{name}" if prefix else name)
+              for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b=3' → (['a', 'b'], 3); values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r} ({e})") from None
+    return key.strip().split("."), value
+
+
+def merge_override(data: dict, path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a section")
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=Config):
+    """Load YAML (with optional `base: other.yaml`, relative to the file), apply overrides, validate."""
+    data = _load_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        merge_override(data, *parse_override(text))
+    try:
+        config = from_dict(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    validate(config)
+    return config
+
+
+def _load_yaml(path: Path, seen: tuple = ()) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: config file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / base).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to {base_path}")
+    merged = _load_yaml(base_path, seen + (base_path,))
+    _deep_update(merged, data)
+    return merged
+
+
+def _deep_update(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_update(into[key], value)
+        else:
+            into[key] = value
+
+
+def validate(config: Config) -> None:
+    """Checks that need no model files (those that do happen when models load)."""
+    a = config.audio
+    if a.patch_frames < 1 or a.num_frames % a.patch_frames:
+        raise ConfigError(f"audio.patch_frames={a.patch_frames} must divide audio.num_frames={a.num_frames}")
+    if a.num_frames > 3000 or a.num_frames < 1:
+        raise ConfigError(f"audio.num_frames={a.num_frames} must be in 1..3000 (30 s at 100 frames/s)")
+    if a.sampling_rate != 16000:
+        raise ConfigError(f"audio.sampling_rate={a.sampling_rate}: Whisper features need 16000")
+    if a.teacher_segments < 1:
+        raise ConfigError(f"audio.teacher_segments={a.teacher_segments} must be >= 1")
+    if config.lora.num_layers < 1:
+        raise ConfigError(f"lora.num_layers={config.lora.num_layers} must be >= 1")
+    if config.lora.rank < 1:
+        raise ConfigError(f"lora.rank={config.lora.rank} must be >= 1")
+    allowed = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    bad = [t for t in config.lora.targets if t not in allowed]
+    if bad or not config.lora.targets:
+        raise ConfigError(f"lora.targets: unknown projection {bad[0] if bad else '(empty)'!r} "
+                          f"(allowed: {', '.join(sorted(allowed))})")
+    tl = config.distill.teacher_layers
+    if not (tl in ("low", "mid", "high", "progressive") or
+            (isinstance(tl, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in tl))):
+        raise ConfigError(f"distill.teacher_layers={tl!r}: use low, mid, high, progressive or a list of integers")
+    lo = config.loss
+    for name in ("ce_weight", "distill_weight", "lambda_cos", "lambda_mse"):
+        if getattr(lo, name) < 0:
+            raise ConfigError(f"loss.{name}={getattr(lo, name)} must be >= 0")
+    if lo.ce_weight == 0 and lo.distill_weight == 0:
+        raise ConfigError("loss.ce_weight and loss.distill_weight are both 0: nothing to train")
+    for name in ("param_dtype", "compute_dtype"):
+        if getattr(config.model, name) not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"model.{name}={getattr(config.model, name)!r}: use float32, bfloat16 or float16")

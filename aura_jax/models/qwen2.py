@@ -1,0 +1,232 @@
+"""Qwen2 / Qwen2.5 decoder-only LM in Flax NNX, numerically matching
+`transformers.Qwen2ForCausalLM`.
+
+Pure modules and math: no file I/O (see `aura_jax.hf`), no meshes (parameters
+carry logical axis names only). Supports GQA, q/k/v bias, RoPE, tied or untied
+embeddings, padding masks, per-layer hidden states and a KV cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from aura_jax.models.layers import Embed, Linear, RMSNorm
+
+MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows stay NaN-free
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen2Config:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 32768
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any]) -> "Qwen2Config":
+        """From a Hugging Face config.json dict (transformers v4 or v5 layout)."""
+        rope = hf.get("rope_parameters") or {}
+        scaling = hf.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
+        if rope_type != "default":
+            raise ValueError(f"config.json: rope type {rope_type!r} is not supported (only 'default')")
+        theta = rope.get("rope_theta", hf.get("rope_theta", 10_000.0))
+        heads = hf["num_attention_heads"]
+        return cls(
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_hidden_layers=hf["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+            rope_theta=float(theta),
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            max_position_embeddings=hf.get("max_position_embeddings", 32768),
+        )
+
+
+@struct.dataclass
+class KVCache:
+    """Keys/values of every layer in fixed-size slots; `index` = slots filled so far."""
+
+    keys: tuple[jax.Array, ...]  # per layer [batch, max_len, kv_heads, head_dim]
+    values: tuple[jax.Array, ...]
+    key_mask: jax.Array  # [batch, max_len] bool: slot holds a real (non-padding) token
+    index: jax.Array  # int32 scalar
+
+    @classmethod
+    def create(cls, config: Qwen2Config, batch: int, max_len: int, dtype=jnp.float32) -> "KVCache":
+        shape = (batch, max_len, config.num_key_value_heads, config.head_dim)
+        zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_hidden_layers))
+        return cls(zeros, zeros, jnp.zeros((batch, max_len), bool), jnp.zeros((), jnp.int32))
+
+
+@struct.dataclass
+class CausalLMOutput:
+    logits: jax.Array
+    hidden_states: tuple[jax.Array, ...] | None = None
+    cache: KVCache | None = None
+
+
+def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float, dtype) -> tuple[jax.Array, jax.Array]:
+    """cos/sin tables [batch, seq, head_dim] in float32, cast to `dtype` (as transformers does)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """x: [batch, seq, heads, head_dim]; rotate-half convention of Qwen2/Llama."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+
+
+def attention_mask_bias(query_slots: jax.Array, key_slots: jax.Array, key_mask: jax.Array,
+                        bidirectional: jax.Array | None = None,
+                        key_bidirectional: jax.Array | None = None) -> jax.Array:
+    """Additive bias [batch, 1, q, k]: causal by slot, padding keys masked.
+
+    `bidirectional` ([batch, q]) / `key_bidirectional` ([batch, k]) mark positions
+    (the audio tokens) that may also attend to each other regardless of order.
+    """
+    allowed = key_slots[None, None, :] <= query_slots[None, :, None]
+    if bidirectional is not None:
+        allowed = allowed | (bidirectional[:, :, None] & key_bidirectional[:, None, :])
+    allowed = allowed & key_mask[:, None, :]
+    return jnp.where(allowed, 0.0, MASK_VALUE)[:, None, :, :].astype(jnp.float32)
+
+
+class Qwen2Attention(nnx.Module):
+    def __init__(self, config: Qwen2Config, *, rngs: nnx.Rngs, param_dtype, dtype):
+        c = config
+        self.num_heads, self.num_kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        self.q_proj = Linear(c.hidden_size, c.num_attention_heads * c.head_dim, use_bias=True, axes=("embed", "heads"), **kw)
+        self.k_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
+        self.v_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
+        self.o_proj = Linear(c.num_attention_heads * c.head_dim, c.hidden_size, use_bias=False, axes=("heads", "embed"), **kw)
+
+    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None):
+        b, t, _ = x.shape
+        q = self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)
+        k = self.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache_kv is not None:  # write the new keys/values at the cache cursor, attend over all slots
+            k_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[0], k.astype(cache_kv[0].dtype), cache_index, axis=1)
+            v_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[1], v.astype(cache_kv[1].dtype), cache_index, axis=1)
+            k, v, new_kv = k_all.astype(q.dtype), v_all.astype(q.dtype), (k_all, v_all)
+        else:
+            new_kv = None
+        groups = self.num_heads // self.num_kv_heads
+        q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
+        scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k).astype(jnp.float32) / jnp.sqrt(float(self.head_dim))
+        scores = scores + bias[:, :, None, :, :]  # bias [b,1,q,s] -> [b,1,1,q,s]
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, t, self.num_heads * self.head_dim)
+        return self.o_proj(out), new_kv
+
+
+class Qwen2MLP(nnx.Module):
+    def __init__(self, config: Qwen2Config, *, rngs: nnx.Rngs, param_dtype, dtype):
+        kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype, use_bias=False)
+        self.gate_proj = Linear(config.hidden_size, config.intermediate_size, axes=("embed", "mlp"), **kw)
+        self.up_proj = Linear(config.hidden_size, config.intermediate_size, axes=("embed", "mlp"), **kw)
+        self.down_proj = Linear(config.intermediate_size, config.hidden_size, axes=("mlp", "embed"), **kw)
+
+    def __call__(self, x):
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Qwen2DecoderLayer(nnx.Module):
+    def __init__(self, config: Qwen2Config, *, rngs: nnx.Rngs, param_dtype, dtype):
+        kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, rngs=rngs, param_dtype=param_dtype)
+        self.self_attn = Qwen2Attention(config, **kw)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, rngs=rngs, param_dtype=param_dtype)
+        self.mlp = Qwen2MLP(config, **kw)
+
+    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None):
+        attn, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache_kv, cache_index)
+        x = x + attn
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, new_kv
+
+
+class Qwen2ForCausalLM(nnx.Module):
+    """`model(input_ids=..., attention_mask=...)` → CausalLMOutput(logits, hidden_states, cache).
+
+    Positions default to `cumsum(attention_mask) - 1`, which is right for left and
+    right padding alike (transformers' plain forward uses `arange`, identical
+    without left padding; its `generate` uses the cumsum form too).
+    `hidden_states` follows transformers: [0] = embeddings, [i] = output of layer i,
+    and the last entry has the final norm applied.
+    """
+
+    def __init__(self, config: Qwen2Config, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32):
+        self.config, self.dtype = config, dtype
+        self.embed_tokens = Embed(config.vocab_size, config.hidden_size, rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        self.layers = nnx.List([Qwen2DecoderLayer(config, rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+                                for _ in range(config.num_hidden_layers)])
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, rngs=rngs, param_dtype=param_dtype)
+        self.lm_head = (None if config.tie_word_embeddings else
+                        Linear(config.hidden_size, config.vocab_size, use_bias=False, axes=("embed", "vocab"),
+                               rngs=rngs, param_dtype=param_dtype, dtype=dtype))
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        return self.embed_tokens(input_ids)
+
+    def __call__(self, input_ids=None, *, inputs_embeds=None, attention_mask=None, positions=None,
+                 output_hidden_states: bool = False, cache: KVCache | None = None,
+                 bidirectional_mask=None) -> CausalLMOutput:
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
+        b, t, _ = x.shape
+        mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
+        start = jnp.zeros((), jnp.int32) if cache is None else cache.index
+        if cache is None:
+            key_mask, key_slots = mask, jnp.arange(t)
+            key_bidir = bidirectional_mask
+        else:
+            key_mask = jax.lax.dynamic_update_slice_in_dim(cache.key_mask, mask, start, axis=1)
+            key_slots = jnp.arange(cache.key_mask.shape[1])
+            key_bidir = None if bidirectional_mask is None else jax.lax.dynamic_update_slice_in_dim(
+                jnp.zeros_like(cache.key_mask), bidirectional_mask, start, axis=1)
+        if positions is None:
+            # Count real tokens before each slot (including those already cached).
+            seen = jnp.cumsum(key_mask.astype(jnp.int32), axis=1) - 1
+            positions = jnp.maximum(jax.lax.dynamic_slice_in_dim(seen, start, t, axis=1), 0)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
+        bias = attention_mask_bias(start + jnp.arange(t), key_slots, key_mask, bidirectional_mask, key_bidir)
+
+        hidden = [x] if output_hidden_states else None
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            cache_kv = None if cache is None else (cache.keys[i], cache.values[i])
+            x, new_kv = layer(x, cos, sin, bias, cache_kv, start)
+            if new_kv is not None:
+                new_keys.append(new_kv[0])
+                new_values.append(new_kv[1])
+            if hidden is not None:
+                hidden.append(x)
+        x = self.norm(x)
+        if hidden is not None:
+            hidden[-1] = x
+        logits = self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
+        new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), key_mask, start + t)
+        return CausalLMOutput(logits=logits, hidden_states=tuple(hidden) if hidden else None, cache=new_cache)
