@@ -18,10 +18,12 @@ data-dependent shapes) and applied with a float32-exact matmul.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # f32 matmuls on GPU/TPU default to TF32/bf16 passes; alignment must match torch.
 _EXACT = jax.lax.Precision.HIGHEST
@@ -60,20 +62,40 @@ def _pool_weights(pos, length, n: int, dtype):
     return inside.astype(dtype) / count
 
 
+@functools.lru_cache(maxsize=None)
+def _interp_src_table(n: int) -> np.ndarray:
+    """``[n, n]`` float32: row ``T`` holds torch's source coordinate of each output.
+
+    torch's CPU kernel (checked against torch 2.13 weights; nvcc also fuses
+    by default) evaluates ``scale * (i + 0.5) - 0.5`` as a fused
+    multiply-add, i.e. rounded to float32 *once*. Plain float32
+    in XLA rounds twice on CPU (and may or may not fuse on GPU), which moves
+    lambda by up to an ulp of ``src`` (~3e-5 near src=300) and the output by
+    more than 1e-5. So we tabulate on the host: float64 of the float32 scale
+    times (i + 0.5), minus 0.5, is exact here, and one cast rounds it once.
+    Row 0 (T = 0) is unused. Only ``T < n`` needs it, so ``n`` rows suffice.
+    """
+    t = np.arange(n, dtype=np.float32)[:, None]
+    scale = (t / np.float32(n)).astype(np.float64)  # float32 scale, like torch
+    src = scale * (np.arange(n, dtype=np.float64) + 0.5) - 0.5
+    return np.maximum(src, 0.0).astype(np.float32)
+
+
 def _interp_weights(pos, length, n: int, dtype):
     """Linear-interpolation weights ``[n, *pos.shape]`` (torch semantics).
 
     torch ``F.interpolate(mode="linear", align_corners=False)`` with ``size=n``
-    (no ``scale_factor``) uses ``scale = T / n`` computed in float32, then
+    (no ``scale_factor``) uses ``scale = float32(T / n)``, then
     ``src = max(scale * (i + 0.5) - 0.5, 0)``, ``i0 = floor(src)``,
     ``i1 = min(i0 + 1, T - 1)``, ``lambda = src - i0``;
     output ``i = (1 - lambda) * x[i0] + lambda * x[i1]``.
     """
-    i = jnp.arange(n, dtype=jnp.int32).reshape((n,) + (1,) * pos.ndim)
-    scale = jnp.asarray(length, jnp.float32) / jnp.float32(n)
-    src = jnp.maximum(scale * (i.astype(jnp.float32) + 0.5) - 0.5, 0.0)
+    # Select row T of the constant table by comparison (no gather; vmaps cleanly).
+    rows = jnp.arange(n, dtype=jnp.int32)[:, None]
+    src = jnp.where(rows == length, _interp_src_table(n), 0.0).sum(axis=0)  # [n]
+    src = src.reshape((n,) + (1,) * pos.ndim)
     i0 = jnp.floor(src).astype(jnp.int32)
-    lam = (src - i0.astype(jnp.float32)).astype(dtype)
+    lam = (src - i0.astype(jnp.float32)).astype(dtype)  # exact: src - floor(src)
     i1 = jnp.minimum(i0 + 1, length - 1)
     # When i0 == i1 (last frame) both terms hit the same position and sum to 1,
     # exactly like torch's (1 - lambda) * x[i0] + lambda * x[i0].

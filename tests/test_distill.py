@@ -47,7 +47,7 @@ ALIGN_CASES = [
 
 
 @pytest.mark.parametrize("t,n", ALIGN_CASES)
-@pytest.mark.parametrize("d", [1, 6])
+@pytest.mark.parametrize("d", [1, 64])
 def test_align_to_length_matches_torch(t, n, d):
     x = rand((t, d), seed=t * 31 + n)
     got = np.asarray(distill.align_to_length(jnp.asarray(x), n))
@@ -70,6 +70,26 @@ def test_alignment_weights_traced_length_matches_eager_and_torch():
         np.testing.assert_allclose(jitted, eager, atol=1e-6, rtol=0)
         np.testing.assert_allclose(jitted, torch_align(x[:length], n), atol=TOL, rtol=0)
     assert aligned._cache_size() == 1  # no retrace per length
+
+
+def torch_weights(t: int, n: int) -> np.ndarray:
+    """torch's [n, t] alignment matrix: align the identity (channel c = basis e_c)."""
+    return torch_align(np.eye(t, dtype=np.float32), n)
+
+
+@pytest.mark.parametrize("n", [12, 300])
+def test_alignment_weights_match_torch_weights(n):
+    """Weight-level check, incl. torch's single-rounded interpolation coordinate.
+
+    Near src ~ 300 a twice-rounded float32 coordinate moves lambda by ~1e-5;
+    comparing the weights themselves catches that regardless of the data.
+    """
+    t_max = n + 5
+    weights = jax.jit(distill.alignment_weights, static_argnums=(1, 2))
+    for t in sorted({1, 2, n - 1, n, n + 1, t_max} | set(range(3, n, max(1, n // 20)))):
+        got = np.asarray(weights(jnp.int32(t), n, t_max))
+        np.testing.assert_allclose(got[:, :t], torch_weights(t, n), atol=1e-7, rtol=0, err_msg=f"T={t}")
+        assert np.all(got[:, t:] == 0)
 
 
 def test_alignment_weights_zero_beyond_length_and_rows_sum_to_one():

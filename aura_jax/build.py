@@ -1,0 +1,66 @@
+"""Assemble an AuRA model from a config: load the frozen LLM and the truncated
+teacher from their Hugging Face directories, resolve the audio placeholder
+token, attach LoRA, the patch embedding and the heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax import nnx
+
+from aura_jax import distill
+from aura_jax.config import Config, ConfigError
+from aura_jax.hf import CheckpointError, WhisperEncoderConfig, from_pretrained, read_config
+from aura_jax.models.aura import AuraModel
+
+
+def placeholder_token_id(llm_dir: str | Path, token: str, vocab_size: int) -> int:
+    """Id of the audio placeholder in the LLM's tokenizer; a token the tokenizer lacks
+    gets the next free id (Qwen2.5's embedding table has unused rows for this; the
+    row is never read because audio tokens replace the placeholder)."""
+    from tokenizers import Tokenizer
+
+    path = Path(llm_dir) / "tokenizer.json"
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (the LLM directory needs its tokenizer)")
+    tok = Tokenizer.from_file(str(path))
+    token_id = tok.token_to_id(token)
+    if token_id is None:
+        token_id = tok.get_vocab_size(with_added_tokens=True)
+    if token_id >= vocab_size:
+        raise ConfigError(f"prompt.audio_token {token!r}: no free embedding row for it "
+                          f"(tokenizer size {token_id}, vocab_size {vocab_size})")
+    return token_id
+
+
+def teacher_depth(config: Config) -> int:
+    """The deepest teacher layer any student layer is paired with: all the teacher we run."""
+    hf = read_config(config.model.teacher)
+    layers = WhisperEncoderConfig.from_hf(hf).encoder_layers
+    try:
+        schedule = distill.teacher_layer_schedule(config.distill.teacher_layers, config.lora.num_layers, layers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return max(schedule)
+
+
+def load_aura(config: Config, *, place=None) -> AuraModel:
+    """The AuRA model described by `config`, frozen weights loaded from `model.llm` / `model.teacher`."""
+    if not config.model.llm:
+        raise ConfigError("model.llm: set it to a Hugging Face Qwen2 directory")
+    llm = from_pretrained(config.model.llm, config.model.param_dtype, compute_dtype=config.model.compute_dtype,
+                          place=place)
+    if llm.config.num_hidden_layers < config.lora.num_layers:
+        raise ConfigError(f"lora.num_layers={config.lora.num_layers} is larger than the LLM's "
+                          f"{llm.config.num_hidden_layers} layers ({config.model.llm})")
+    teacher = None
+    if config.loss.distill_weight > 0:
+        if not config.model.teacher:
+            raise ConfigError("model.teacher: set it to a Hugging Face Whisper directory (or loss.distill_weight=0)")
+        teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=teacher_depth(config),
+                                  compute_dtype=config.model.compute_dtype, place=place)
+    token_id = placeholder_token_id(config.model.llm, config.prompt.audio_token, llm.config.vocab_size)
+    try:
+        return AuraModel(llm, teacher, config, placeholder_id=token_id, rngs=nnx.Rngs(config.seed))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

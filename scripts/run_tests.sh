@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the test suite offline, float32 on CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 JAX_PLATFORMS=cpu
+exec .venv/bin/python -m pytest tests -q "$@"

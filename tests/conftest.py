@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny random Hugging Face checkpoints, built once per session
+with transformers (offline), loaded by the same code path as real checkpoints."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest
+
+from aura_jax import random_checkpoints as rc
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory):
+    """4 layers, hidden 64, 4 heads / 2 kv heads, tied embeddings, with tokenizer (has <|audio|>)."""
+    return rc.make_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory):
+    """4 encoder layers, d_model 64, 128 mel bins (WhisperForConditionalGeneration layout)."""
+    return rc.make_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@pytest.fixture(scope="session")
+def tiny_aura_config(tiny_qwen2_dir, tiny_whisper_dir):
+    """Overrides for a tiny AuRA: K=2, r=8."""
+    return [f"model.llm={tiny_qwen2_dir}", f"model.teacher={tiny_whisper_dir}", "lora.num_layers=2", "lora.rank=8"]
