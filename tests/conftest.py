@@ -30,3 +30,24 @@ def tiny_whisper_dir(tmp_path_factory):
 def tiny_aura_config(tiny_qwen2_dir, tiny_whisper_dir):
     """Overrides for a tiny AuRA: K=2, r=8."""
     return [f"model.llm={tiny_qwen2_dir}", f"model.teacher={tiny_whisper_dir}", "lora.num_layers=2", "lora.rank=8"]
+
+
+@pytest.fixture(scope="session")
+def make_aura(tiny_aura_config):
+    """make_aura(*overrides) → an AuraModel on the tiny checkpoints (fresh each call)."""
+    from aura_jax.build import load_aura
+    from aura_jax.config import load_config
+
+    def make(*overrides):
+        return load_aura(load_config(None, [*tiny_aura_config, *overrides]))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_batch(tiny_qwen2_dir, tiny_aura_config):
+    """Two synthesized-speech rows and one text-only row (see aura_jax.demo.demo_batch)."""
+    from aura_jax.config import load_config
+    from aura_jax.demo import demo_batch
+
+    return demo_batch(tiny_qwen2_dir, load_config(None, tiny_aura_config))
