@@ -82,9 +82,9 @@ def splice_audio(text_embeds, input_ids, attention_mask, loss_mask, audio_embeds
     has_audio = jnp.any(is_placeholder, axis=1)
     start = jnp.where(has_audio, jnp.argmax(is_placeholder, axis=1), t)[:, None]
     j = jnp.arange(t + n - 1)[None, :]
-    in_audio = (j >= start) & (j < start + n)
+    in_audio = (j >= start) & (j < start + n) & has_audio[:, None]
     text_index = jnp.where(j < start, j, j - n + 1)
-    text_valid = ~in_audio & (text_index < t)
+    text_valid = ~in_audio & ((j < start) | has_audio[:, None]) & (text_index < t)
     text_index = jnp.clip(text_index, 0, t - 1)
     audio_index = jnp.clip(j - start, 0, n - 1)
 

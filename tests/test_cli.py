@@ -1,0 +1,150 @@
+"""The `aura-jax` command line: `check-parity` and `demo`.
+
+Commands run in-process through `aura_jax.cli.main` (stdout/stderr captured);
+one subprocess call proves the installed console script works. Exit codes:
+0 ok, 1 parity above tolerance, 2 a clear one-line error (no traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aura_jax import cli
+from aura_jax import random_checkpoints as rc
+
+LINE = re.compile(r"^\s*(?P<name>.+?)\s+max_abs_diff=(?P<value>\S+)$")
+SUMMARY = re.compile(r"^max_abs_diff=(?P<value>\S+) \((?P<kind>\w+), tolerance (?P<tol>\S+): (?P<verdict>OK|FAIL)\)$")
+
+
+def parse_parity(stdout: str):
+    """(per-layer {name: diff}, summary match) from check-parity output."""
+    per_layer, summary = {}, None
+    for line in stdout.splitlines():
+        if m := SUMMARY.match(line):
+            assert summary is None, "two summary lines"
+            summary = m
+        elif m := LINE.match(line):
+            per_layer[m["name"]] = float(m["value"])
+    assert summary is not None, f"no line starting with max_abs_diff= in:\n{stdout}"
+    return per_layer, summary
+
+
+def expected_layer_names(num_layers: int, logits: bool) -> list[str]:
+    names = ["embeddings"] + [f"layer {i}" for i in range(1, num_layers)] + [f"layer {num_layers} (+final norm)"]
+    return names + (["logits"] if logits else [])
+
+
+# ---------------------------------------------------------------------------
+# check-parity
+# ---------------------------------------------------------------------------
+def test_console_script_check_parity_succeeds_on_tiny_qwen2(tiny_qwen2_dir):
+    script = Path(sys.executable).parent / "aura-jax"
+    assert script.exists(), f"console script not installed next to {sys.executable}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([str(script), "check-parity", "--hf", str(tiny_qwen2_dir)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _, summary = parse_parity(proc.stdout)
+    assert float(summary["value"]) <= 1e-4
+    assert summary["kind"] == "qwen2" and summary["verdict"] == "OK"
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_parity_qwen2_reports_every_layer_and_fails_a_tolerance_below_float32_noise(tiny_qwen2_dir, capsys):
+    assert cli.main(["check-parity", "--hf", str(tiny_qwen2_dir), "--tol", "1e-12"]) == 1
+    per_layer, summary = parse_parity(capsys.readouterr().out)
+    depth = json.loads((tiny_qwen2_dir / "config.json").read_text())["num_hidden_layers"]
+    assert list(per_layer) == expected_layer_names(depth, logits=True)
+    worst = float(summary["value"])
+    assert worst == max(per_layer.values())
+    assert 1e-12 < worst <= 1e-4  # float32 rounding noise: above 1e-12, within the default tolerance
+    assert summary["kind"] == "qwen2" and summary["verdict"] == "FAIL"
+
+
+def test_check_parity_whisper_passes_with_every_layer_reported(tiny_whisper_dir, capsys):
+    assert cli.main(["check-parity", "--hf", str(tiny_whisper_dir)]) == 0
+    per_layer, summary = parse_parity(capsys.readouterr().out)
+    depth = json.loads((tiny_whisper_dir / "config.json").read_text())["encoder_layers"]
+    assert list(per_layer) == expected_layer_names(depth, logits=False)
+    assert float(summary["value"]) == max(per_layer.values()) <= 1e-4
+    assert summary["kind"] == "whisper" and summary["verdict"] == "OK"
+
+
+@pytest.mark.parametrize("make", ["missing", "llama"])
+def test_check_parity_on_a_bad_directory_is_a_one_line_error_naming_it(tmp_path, tiny_qwen2_dir, capsys, make):
+    bad = tmp_path / "not-a-model"
+    if make == "llama":
+        bad.mkdir()
+        config = json.loads((tiny_qwen2_dir / "config.json").read_text())
+        (bad / "config.json").write_text(json.dumps(dict(config, model_type="llama")))
+    assert cli.main(["check-parity", "--hf", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(bad) in lines[0] and "check-parity" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_check_parity_requires_hf(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["check-parity"])
+    assert e.value.code == 2
+    assert "--hf" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# demo
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`aura-jax demo` once into a fresh workdir: (exit code, stdout, workdir, config.json mtimes)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["demo", "--workdir", str(workdir)])
+    configs = sorted(workdir.glob("*/config.json"))
+    return code, out.getvalue(), workdir, {p: p.stat().st_mtime_ns for p in configs}
+
+
+def demo_metrics(stdout: str) -> dict[str, float]:
+    return {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+(?:e[-+]?\d+)?|nan|inf)(?=\s|$)", stdout)}
+
+
+def test_demo_builds_checkpoints_and_prints_finite_positive_loss_terms(demo_run):
+    code, stdout, workdir, mtimes = demo_run
+    assert code == 0
+    assert len(mtimes) == 2, f"expected an LLM and a teacher checkpoint under {workdir}"
+    metrics = demo_metrics(stdout)
+    for key in ("ce", "distill", "loss"):
+        assert key in metrics, stdout
+        assert math.isfinite(metrics[key]) and metrics[key] > 0, (key, stdout)
+    # default weights ce_weight = distill_weight = 1: loss = ce + distill (printed to 4 decimals)
+    assert abs(metrics["loss"] - (metrics["ce"] + metrics["distill"])) <= 2e-4
+
+
+def test_demo_reuses_the_checkpoints_in_its_workdir(demo_run, monkeypatch, capsys):
+    code, stdout, workdir, mtimes = demo_run
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the demo rebuilt a checkpoint that already exists")
+
+    monkeypatch.setattr(rc, "make_qwen2", no_rebuild)
+    monkeypatch.setattr(rc, "make_whisper", no_rebuild)
+    assert cli.main(["demo", "--workdir", str(workdir)]) == 0
+    assert sorted(workdir.glob("*/config.json")) == sorted(mtimes)
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # same checkpoints, same seed: the same loss terms
+    again = demo_metrics(capsys.readouterr().out)
+    first = demo_metrics(stdout)
+    assert {k: again[k] for k in ("ce", "distill", "loss")} == {k: first[k] for k in ("ce", "distill", "loss")}
