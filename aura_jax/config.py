@@ -18,6 +18,25 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the key (and file)."""
 
 
+# Frozen backbone: FSDP over "embed"-like dims, tensor parallel over heads/mlp/vocab.
+# Trainables (LoRA ranks, audio tokens, heads) replicate on the axes they don't name.
+DEFAULT_SHARDING_RULES = {
+    "batch": ["data", "fsdp"],
+    "embed": "fsdp",
+    "vocab": "tensor",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "norm": None,
+    "conv_in": None,
+    "lora_rank": None,
+    "audio_patch": None,
+    "audio_tokens": None,
+    "head_mlp": "tensor",
+    "teacher_embed": None,
+}
+
+
 @dataclasses.dataclass
 class ModelConfig:
     llm: str = ""  # Hugging Face Qwen2 directory (the frozen student backbone)
@@ -75,6 +94,51 @@ class PromptConfig:
 
 
 @dataclasses.dataclass
+class SourceConfig:
+    """One data source. type: commonvoice | parquet | qa_jsonl | synthetic."""
+
+    type: str = ""
+    path: str = ""  # commonvoice: release dir (TSV + clips/); parquet: file or dir; qa_jsonl: file
+    tsv: str = "validated.tsv"  # commonvoice: which TSV inside `path`
+    audio_column: str = "audio"  # parquet
+    text_column: str = "sentence"  # parquet
+    num_rows: int = 64  # synthetic: how many rows to make
+    limit: int | None = None  # use at most this many rows (after reading, before shuffling)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    speech: list[SourceConfig] = dataclasses.field(default_factory=list)  # ASR pairs
+    text: list[SourceConfig] = dataclasses.field(default_factory=list)  # text-only QA pairs
+    speech_fraction: float | None = None  # share of speech rows in the mix; None → natural proportions
+    max_text_tokens: int = 512  # prompt + answer tokens per row (longer rows are skipped, counted)
+    text_bucket: int = 64  # text length is padded up to a multiple of this (few compiled shapes)
+    audio_buckets: list[int] = dataclasses.field(default_factory=lambda: [3000])  # student mel frames per batch
+    strict: bool = False  # bad rows are fatal instead of skipped-and-counted
+    shuffle: bool = True
+    cache_dir: str = ""  # where row scans (durations, bad rows) are cached; "" → run_dir/data_cache
+    worker_threads: int = 4
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    data: int = -1  # -1: fill with the remaining devices
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclasses.dataclass
 class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
@@ -82,7 +146,19 @@ class Config:
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    # Logical axis name → mesh axis (or list of mesh axes, or null = replicated).
+    sharding_rules: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SHARDING_RULES))
+    run_dir: str = ""
     seed: int = 0
+    steps: int | None = None  # total optimizer steps; overrides epochs
+    epochs: float = 3.0
+    batch_size: int = 128  # global batch (all processes)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -114,6 +190,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(annotation) or (Any,)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
     if annotation is bool:
         if isinstance(value, bool):
             return value
