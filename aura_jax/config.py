@@ -225,7 +225,7 @@ def from_dict(cls, data: dict | None, prefix: str = ""):
     unknown = sorted(set(data) - fields)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(fields))})")
+        raise ConfigError(f"unknown config key {where + unknown[0]!r} (known: {', '.join(sorted(fields))})")
     kwargs = {name: _coerce(value, hints[name], f"{prefix}.{name}" if prefix else name)
               for name, value in data.items()}
     return cls(**kwargs)

@@ -131,15 +131,29 @@ class SafetensorsDir:
 
 
 def _read_header(path: Path) -> tuple[dict, int]:
+    """The JSON header and where tensor data starts; checks the file is long enough."""
+    bad = f"{path}: not a readable safetensors file"
     try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
+            if 8 + n > size:
+                raise CheckpointError(f"{bad} (header length {n} exceeds the file size {size})")
             header = json.loads(f.read(n))
-        return header, 8 + n
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file listed in the index does not exist") from None
     except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+        raise CheckpointError(f"{bad} ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{bad} (header is not a JSON object)")
+    try:
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError):
+        raise CheckpointError(f"{bad} (malformed tensor entries in the header)") from None
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path}: truncated ({size} bytes, the header needs {8 + n + end}); "
+                              "re-download or re-save it")
+    return header, 8 + n
 
 
 # ---------------------------------------------------------------------------
@@ -153,9 +167,12 @@ def read_config(directory: str | Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"{path}: missing (every Hugging Face model directory has a config.json)")
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: top level must be a JSON object")
+    return config
 
 
 def _dtype(name) -> jnp.dtype:
@@ -188,12 +205,16 @@ def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None
     kind = model_kind(hf_config, directory)
     param_dtype = _dtype(dtype)
     compute = _dtype(compute_dtype) if compute_dtype is not None else param_dtype
+    try:
+        config = (Qwen2Config if kind == "qwen2" else WhisperEncoderConfig).from_hf(hf_config)
+    except KeyError as e:
+        raise CheckpointError(f"{directory / 'config.json'}: missing field {e}") from None
+    except ValueError as e:
+        raise CheckpointError(f"{directory / 'config.json'}: {e}") from None
     if kind == "qwen2":
-        config = Qwen2Config.from_hf(hf_config)
         build = lambda: Qwen2ForCausalLM(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=compute)
         rules, prefix = QWEN2_RULES, ""
     else:
-        config = WhisperEncoderConfig.from_hf(hf_config)
         build = lambda: WhisperEncoder(config, num_layers=num_layers, rngs=nnx.Rngs(0),
                                        param_dtype=param_dtype, dtype=compute)
         rules, prefix = WHISPER_ENCODER_RULES, None
