@@ -129,6 +129,19 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    max_consecutive_skips: int = 50  # non-finite steps in a row before the run stops with an error
+
+
+@dataclasses.dataclass
+class DistributedConfig:
+    """Multi-process JAX. Empty coordinator + enabled=false: single process.
+    enabled=true with no coordinator: jax.distributed auto-detects (TPU pods, SLURM)."""
+
+    enabled: bool = False
+    coordinator_address: str = ""  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    cpu_collectives: str = ""  # "gloo" for multi-process CPU (tests)
 
 
 @dataclasses.dataclass
@@ -149,6 +162,7 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     # Logical axis name → mesh axis (or list of mesh axes, or null = replicated).
     sharding_rules: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SHARDING_RULES))
     run_dir: str = ""
@@ -205,6 +219,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if annotation is str:
         if isinstance(value, str):
@@ -323,6 +342,19 @@ def validate(config: Config) -> None:
             raise ConfigError(f"loss.{name}={getattr(lo, name)} must be >= 0")
     if lo.ce_weight == 0 and lo.distill_weight == 0:
         raise ConfigError("loss.ce_weight and loss.distill_weight are both 0: nothing to train")
+    if config.steps is not None and config.steps < 1:
+        raise ConfigError(f"steps={config.steps} must be >= 1 (or null to use epochs)")
+    if config.epochs <= 0:
+        raise ConfigError(f"epochs={config.epochs} must be > 0")
+    for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name}={getattr(config, name)} must be >= 1")
+    d = config.data
+    if any(b < 1 or b > a.num_frames or b % a.patch_frames for b in d.audio_buckets) or not d.audio_buckets:
+        raise ConfigError(f"data.audio_buckets={d.audio_buckets}: each must be a multiple of audio.patch_frames="
+                          f"{a.patch_frames} in 1..audio.num_frames={a.num_frames}")
+    if d.speech_fraction is not None and not 0 < d.speech_fraction <= 1:
+        raise ConfigError(f"data.speech_fraction={d.speech_fraction} must be in (0, 1]")
     for name in ("param_dtype", "compute_dtype"):
         if getattr(config.model, name) not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"model.{name}={getattr(config.model, name)!r}: use float32, bfloat16 or float16")

@@ -1,0 +1,103 @@
+"""Rows → examples (token ids + target mask + audio reference) → batches in the format
+`aura_jax.loss.aura_loss` consumes."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from aura_jax.audio import N_FRAMES, SAMPLING_RATE, AudioError, log_mel_segments, log_mel_spectrogram
+from aura_jax.data.sources import AudioRef, DataError, Row
+from aura_jax.tokenizer import ChatTokenizer
+
+
+@dataclasses.dataclass
+class Example:
+    id: str
+    kind: str  # "speech" | "text"
+    ids: np.ndarray  # int32 [n] rendered conversation
+    loss_mask: np.ndarray  # bool [n] True on target tokens
+    where: str
+    text: str = ""
+    audio: AudioRef | None = None
+    frames: int = 0  # valid mel frames of the first 30 s (0 for text rows)
+    samples: int = 0  # clip length in 16 kHz samples
+
+
+def tokenize(tokenizer: ChatTokenizer, row: Row, max_tokens: int) -> Example | str:
+    """The row as an Example, or the reason it is skipped (too_long, placeholder_count, empty_text)."""
+    ids, mask = tokenizer.conversation_ids(row.messages)
+    if len(ids) > max_tokens:
+        return "too_long"
+    # Speech rows need exactly one placeholder; a text row must have none (it would be spliced as audio).
+    if ids.count(tokenizer.audio_token_id) != (1 if row.kind == "speech" else 0):
+        return "placeholder_count"
+    if not any(mask):
+        return "empty_text"
+    return Example(id=row.id, kind=row.kind, ids=np.asarray(ids, np.int32), loss_mask=np.asarray(mask, bool),
+                   where=row.where, text=row.text, audio=row.audio)
+
+
+@functools.lru_cache(maxsize=4)
+def silence_features(n_mels: int) -> np.ndarray:
+    """Log-mel of silence (what text rows carry as audio_features)."""
+    f = log_mel_spectrogram(np.zeros(1, np.float32), SAMPLING_RATE, n_mels)
+    f.setflags(write=False)
+    return f
+
+
+class BatchMaker:
+    """Plan entry (bucket L, global row indices) → this process's batch (dict of numpy arrays).
+
+    Shapes depend on the global rows only (T from the longest row of the global batch),
+    so every process builds the same shapes and the shards concatenate to the global batch.
+    """
+
+    def __init__(self, examples: list[Example], *, n_mels: int, text_bucket: int, teacher_segments: int,
+                 pad_id: int, process_index: int = 0, process_count: int = 1):
+        self.examples, self.n_mels, self.text_bucket = examples, n_mels, text_bucket
+        self.segments, self.pad_id = teacher_segments, pad_id
+        self.process_index, self.process_count = process_index, process_count
+        self.lengths = np.array([len(e.ids) for e in examples], np.int64)
+
+    def __call__(self, entry: tuple[int, np.ndarray]) -> dict[str, np.ndarray]:
+        frames, rows = entry
+        rows = np.asarray(rows, np.int64)
+        t = int(self.lengths[rows].max())
+        t = -(-t // self.text_bucket) * self.text_bucket
+        b = len(rows) // self.process_count
+        local = rows[self.process_index * b:(self.process_index + 1) * b]
+        with_teacher = frames < N_FRAMES or self.segments > 1
+
+        batch = dict(input_ids=np.full((b, t), self.pad_id, np.int32), attention_mask=np.zeros((b, t), bool),
+                     loss_mask=np.zeros((b, t), bool),
+                     audio_features=np.empty((b, self.n_mels, frames), np.float32),
+                     audio_valid_frames=np.zeros((b,), np.int32))
+        if with_teacher:
+            batch["teacher_features"] = np.zeros((b, self.segments, self.n_mels, N_FRAMES), np.float32)
+            batch["teacher_valid_frames"] = np.zeros((b, self.segments), np.int32)
+        batch["example_index"] = local.copy()
+        for i, r in enumerate(local):
+            ex = self.examples[r]
+            n = len(ex.ids)
+            batch["input_ids"][i, :n] = ex.ids
+            batch["attention_mask"][i, :n] = True
+            batch["loss_mask"][i, :n] = ex.loss_mask
+            if ex.audio is None:
+                batch["audio_features"][i] = silence_features(self.n_mels)[:, :frames]
+                continue
+            try:
+                wave = ex.audio.load()
+            except (AudioError, RuntimeError) as e:
+                raise DataError(f"{ex.where}: audio became unreadable after the scan: {e}") from None
+            # One featurization serves both: the student's window is the first L frames of segment 0.
+            segs, valid = log_mel_segments(wave, SAMPLING_RATE, self.n_mels,
+                                           max_segments=self.segments if with_teacher else 1)
+            batch["audio_features"][i] = segs[0, :, :frames]
+            batch["audio_valid_frames"][i] = min(int(valid[0]), frames)
+            if with_teacher:
+                batch["teacher_features"][i, :len(segs)] = segs
+                batch["teacher_valid_frames"][i, :len(segs)] = valid
+        return batch

@@ -1,0 +1,241 @@
+"""Training: state, the jitted step, and the loop.
+
+One jitted step takes (train state, frozen weights, batch): the frozen
+backbone is an argument (never a closure, which XLA would embed as constants)
+and is not donated; the train state (trainable params, optimizer state, step,
+rng) is donated. Shardings are explicit and come from the logical-axis rules.
+Each batch shape (text bucket × audio bucket) is compiled once, ahead of use,
+with its memory analysis printed.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+from flax import nnx, struct
+from jax.sharding import NamedSharding, PartitionSpec
+
+from aura_jax import sharding as shd
+from aura_jax.build import load_aura
+from aura_jax.checkpoint import Checkpointer
+from aura_jax.config import Config, ConfigError, OptimConfig
+from aura_jax.distributed import is_main_process
+from aura_jax.loss import aura_loss
+from aura_jax.metrics import MetricsWriter
+from aura_jax.models.layers import Trainable
+
+
+@struct.dataclass
+class TrainState:
+    params: Any  # nnx.State of the Trainable parameters only
+    opt_state: Any  # optax state: exists for trainables only
+    step: jax.Array
+    rng: jax.Array
+
+
+def build_optimizer(cfg: OptimConfig):
+    """AdamW, linear warm-up then constant (the paper), global-norm clipping; a non-finite
+    gradient skips the update (optax.apply_if_finite keeps params and moments unchanged)."""
+    # (optax's warm-up schedule with 0 warm-up steps stays at 0 forever)
+    schedule = (optax.schedules.warmup_constant_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+                if cfg.warmup_steps > 0 else optax.constant_schedule(cfg.learning_rate))
+    parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
+    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
+    return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1), schedule
+
+
+def make_train_step(graphdef, tx, schedule):
+    def train_step(state: TrainState, frozen, batch):
+        def loss_fn(params):
+            return aura_loss(nnx.merge(graphdef, params, frozen), batch)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        # A non-finite loss must skip the update even if its gradient happens to be finite.
+        grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, grad_norm=optax.global_norm(grads), lr=schedule(state.step),
+                       skipped=1 - opt_state.last_finite.astype(jnp.int32),
+                       skipped_total=opt_state.total_notfinite, consecutive_skips=opt_state.notfinite_count)
+        return TrainState(params, opt_state, state.step + 1, state.rng), metrics
+
+    return train_step
+
+
+class Trainer:
+    """Builds the sharded model and state from a config; `run()` trains to `num_steps`."""
+
+    def __init__(self, config: Config, *, data=None, log=print):
+        self.config, self.log = config, log if is_main_process() else (lambda *a, **k: None)
+        self.mesh = shd.make_mesh(config.mesh)
+        self.rules = config.sharding_rules
+        dp = shd.data_parallel_size(self.mesh, self.rules)
+        if config.batch_size % dp or config.batch_size % jax.process_count():
+            raise ConfigError(f"batch_size={config.batch_size} must be divisible by the data-parallel size {dp} "
+                              f"and the process count {jax.process_count()}")
+        model = load_aura(config, place=shd.placer(self.mesh, self.rules))
+        self.graphdef, params, frozen = nnx.split(model, Trainable, ...)
+        self.frozen = jax.device_put(frozen, shd.state_shardings(frozen, self.mesh, self.rules))
+        param_shardings = shd.state_shardings(params, self.mesh, self.rules)
+        params = jax.device_put(params, param_shardings)
+        self.tx, self.schedule = build_optimizer(config.optim)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        # Moments shard like their parameters; counters replicate.
+        opt_shardings = optax.tree_map_params(self.tx, lambda _, sh: sh, jax.eval_shape(self.tx.init, params),
+                                              param_shardings, transform_non_params=lambda _: replicated)
+        opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(params)
+        self.state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated),
+                                jax.device_put(jax.random.PRNGKey(config.seed), replicated))
+        self.state_shardings = TrainState(param_shardings, opt_shardings, replicated, replicated)
+        self.frozen_shardings = jax.tree.map(lambda x: x.sharding, self.frozen)
+        self.step_fn = make_train_step(self.graphdef, self.tx, self.schedule)
+        self._compiled: dict = {}
+        self.data = data
+        n_train = sum(x.size for x in jax.tree.leaves(params))
+        n_frozen = sum(x.size for x in jax.tree.leaves(frozen))
+        self.log(f"mesh {dict(self.mesh.shape)}; {n_train:,} trainable / {n_frozen:,} frozen parameters; "
+                 f"teacher layers {model.teacher_layers}")
+
+    # -- compilation ---------------------------------------------------------
+    def compiled_step(self, batch: dict):
+        """The step compiled for this batch's shapes (ahead of running it, memory analysis printed)."""
+        signature = tuple(sorted((k, v.shape, str(v.dtype)) for k, v in batch.items()))
+        if signature not in self._compiled:
+            batch_shardings = {k: v.sharding for k, v in batch.items()}
+            jitted = jax.jit(self.step_fn, in_shardings=(self.state_shardings, self.frozen_shardings, batch_shardings),
+                             out_shardings=(self.state_shardings, None), donate_argnums=(0,))
+            start = time.time()
+            compiled = jitted.lower(self.state, self.frozen, batch).compile()
+            shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in batch.items() if k in ("input_ids", "audio_features"))
+            self.log(f"compiled train step for {shapes} in {time.time() - start:.1f} s; {memory_summary(compiled)}")
+            self._compiled[signature] = compiled
+        return self._compiled[signature]
+
+    def train_step(self, local_batch: dict) -> dict:
+        batch = shd.global_batch(local_batch, self.mesh, self.rules)
+        self.state, metrics = self.compiled_step(batch)(self.state, self.frozen, batch)
+        return metrics
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.config
+        run_dir = Path(cfg.run_dir)
+        if is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        data = self.data
+        total = data.num_steps
+        iterator = data.iterator()
+        ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        start = ckpt.latest_step() or 0
+        if start:
+            self.state = ckpt.restore(start, self.state, iterator)
+            self.log(f"resumed from {run_dir / 'checkpoints'} at step {start}")
+        self.log(data.report())
+        writer = MetricsWriter(run_dir, enabled=is_main_process())
+        stop = _PreemptionFlag()
+        summary = {"start_step": start, "steps": total, "preempted": False}
+        progress = _progress(start, total, enabled=is_main_process())
+        step = start
+        try:
+            while step < total:
+                local = next(iterator)
+                t0 = time.time()
+                metrics = jax.device_get(self.train_step(local))
+                dt = time.time() - t0
+                step += 1
+                metrics = {k: _scalar(v) for k, v in metrics.items()}
+                metrics.update(throughput(local, cfg, dt), step_time_s=dt)
+                if step % cfg.log_every == 0 or step == total:
+                    writer.write(step, metrics)
+                progress.update(1)
+                progress.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss", "ce", "distill", "examples_per_s",
+                                                                       "tokens_per_s") if k in metrics})
+                if metrics["consecutive_skips"] > cfg.optim.max_consecutive_skips:
+                    raise FloatingPointError(f"{metrics['consecutive_skips']} non-finite steps in a row at step {step}; "
+                                             f"the state is intact at the last checkpoint in {run_dir}")
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    ckpt.save(step, self.state, iterator, force=True)
+                if stop.requested:
+                    ckpt.save(step, self.state, iterator, force=True)
+                    summary["preempted"] = True
+                    self.log(f"SIGTERM: saved step {step} to {run_dir / 'checkpoints'}; exiting")
+                    break
+            summary.update(final_step=step, last=metrics if step > start else {})
+        finally:
+            progress.close()
+            ckpt.close()
+            writer.close()
+            stop.restore()
+        return summary
+
+
+def memory_summary(compiled) -> str:
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        m = None
+    if m is None:
+        return "memory analysis unavailable"
+    gib = lambda b: f"{b / 2**30:.2f} GiB"
+    return (f"memory per device: arguments {gib(m.argument_size_in_bytes)}, outputs {gib(m.output_size_in_bytes)}, "
+            f"temporaries {gib(m.temp_size_in_bytes)}, aliased {gib(m.alias_size_in_bytes)}")
+
+
+def throughput(local: dict, cfg: Config, seconds: float) -> dict:
+    """examples/s and tokens/s (text and audio) of the global batch, from this process's share."""
+    scale = jax.process_count()
+    rows = len(local["input_ids"]) * scale
+    text = int(np.asarray(local["attention_mask"]).sum()) * scale
+    speech_rows = int((np.asarray(local["audio_valid_frames"]) > 0).sum()) * scale
+    audio = speech_rows * local["audio_features"].shape[-1] // cfg.audio.patch_frames
+    return {"examples_per_s": rows / seconds, "tokens_per_s": (text + audio) / seconds,
+            "text_tokens_per_s": text / seconds, "audio_tokens_per_s": audio / seconds}
+
+
+def _scalar(v):
+    v = np.asarray(v)
+    return v.item() if v.size == 1 else v.tolist()
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+
+
+class _PreemptionFlag:
+    """SIGTERM (preemption) sets a flag; the loop saves a checkpoint and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: Config, data=None) -> dict:
+    """Train from `config` (resuming from run_dir's latest checkpoint if there is one)."""
+    if not config.run_dir:
+        raise ConfigError("run_dir: set it (checkpoints, metrics and the resolved config go there)")
+    if data is None:
+        from aura_jax.data.pipeline import TrainData
+        from aura_jax.tokenizer import ChatTokenizer
+
+        tokenizer = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
+        data = TrainData(config, tokenizer, process_index=jax.process_index(), process_count=jax.process_count())
+    trainer = Trainer(config, data=data)
+    return trainer.run()
