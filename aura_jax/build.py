@@ -44,10 +44,23 @@ def teacher_depth(config: Config) -> int:
     return max(schedule)
 
 
+def ensure_random_checkpoints(config: Config) -> None:
+    """model.random_init=tiny: build tiny random HF checkpoints where none exist yet (needs transformers)."""
+    if config.model.random_init != "tiny":
+        return
+    from aura_jax import random_checkpoints as rc
+
+    if not (Path(config.model.llm) / "config.json").exists():
+        rc.make_qwen2(config.model.llm)
+    if config.model.teacher and not (Path(config.model.teacher) / "config.json").exists():
+        rc.make_whisper(config.model.teacher, num_mel_bins=config.audio.n_mels)
+
+
 def load_aura(config: Config, *, place=None) -> AuraModel:
     """The AuRA model described by `config`, frozen weights loaded from `model.llm` / `model.teacher`."""
     if not config.model.llm:
         raise ConfigError("model.llm: set it to a Hugging Face Qwen2 directory")
+    ensure_random_checkpoints(config)
     llm = from_pretrained(config.model.llm, config.model.param_dtype, compute_dtype=config.model.compute_dtype,
                           place=place)
     if llm.config.num_hidden_layers < config.lora.num_layers:

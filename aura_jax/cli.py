@@ -25,6 +25,19 @@ def _demo(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from aura_jax.config import load_config
+    from aura_jax.distributed import initialize
+    from aura_jax.train import train
+
+    config = load_config(args.config, args.overrides)
+    initialize(config.distributed)
+    summary = train(config)
+    if summary.get("preempted"):
+        print(f"preempted at step {summary['final_step']}; run the same command to resume")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aura-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_check_parity)
+
+    p = sub.add_parser("train", help="train AuRA (resumes from run_dir's latest checkpoint)")
+    p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=100 mesh.fsdp=-1")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("demo", help="tiny random Qwen2 + Whisper, one AuRA forward + loss on synthesized speech")
     p.add_argument("--workdir", default="runs/demo", help="where the tiny checkpoints go (default runs/demo)")

@@ -43,6 +43,9 @@ class ModelConfig:
     teacher: str = ""  # Hugging Face Whisper directory (the frozen teacher)
     param_dtype: str = "float32"  # frozen weights (bfloat16 at scale)
     compute_dtype: str = "float32"
+    # "tiny": when model.llm / model.teacher do not exist yet, build random tiny checkpoints there
+    # (for the tiny config and tests; real runs point at downloaded Hugging Face directories).
+    random_init: str = ""
 
 
 @dataclasses.dataclass
@@ -103,6 +106,7 @@ class SourceConfig:
     audio_column: str = "audio"  # parquet
     text_column: str = "sentence"  # parquet
     num_rows: int = 64  # synthetic: how many rows to make
+    seed: int = 0  # synthetic: rows are a function of (seed, row), independent of the run seed
     limit: int | None = None  # use at most this many rows (after reading, before shuffling)
 
 
@@ -117,7 +121,8 @@ class DataConfig:
     strict: bool = False  # bad rows are fatal instead of skipped-and-counted
     shuffle: bool = True
     cache_dir: str = ""  # where row scans (durations, bad rows) are cached; "" → run_dir/data_cache
-    worker_threads: int = 4
+    worker_threads: int = 4  # threads for the audio scan and for building batches
+    prefetch_batches: int = 2  # batches built ahead of the training step
 
 
 @dataclasses.dataclass
@@ -263,12 +268,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def merge_override(data: dict, path: list[str], value: Any) -> None:
+    """Set data[path] = value; a numeric part indexes a list (data.speech.0.path=...)."""
     node = data
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a section")
-    node[path[-1]] = value
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override {'.'.join(path)}: {path[i - 1]!r} is not a section")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=Config):
@@ -355,6 +372,8 @@ def validate(config: Config) -> None:
                           f"{a.patch_frames} in 1..audio.num_frames={a.num_frames}")
     if d.speech_fraction is not None and not 0 < d.speech_fraction <= 1:
         raise ConfigError(f"data.speech_fraction={d.speech_fraction} must be in (0, 1]")
+    if config.model.random_init not in ("", "tiny"):
+        raise ConfigError(f"model.random_init={config.model.random_init!r}: use '' or 'tiny'")
     for name in ("param_dtype", "compute_dtype"):
         if getattr(config.model, name) not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"model.{name}={getattr(config.model, name)!r}: use float32, bfloat16 or float16")
