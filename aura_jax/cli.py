@@ -27,11 +27,12 @@ def _demo(args) -> int:
 
 def _train(args) -> int:
     from aura_jax.config import load_config
-    from aura_jax.distributed import initialize
+    from aura_jax.distributed import enable_compilation_cache, initialize
     from aura_jax.train import train
 
     config = load_config(args.config, args.overrides)
     initialize(config.distributed)
+    enable_compilation_cache(config.compilation_cache_dir)
     summary = train(config)
     if summary.get("preempted"):
         print(f"preempted at step {summary['final_step']}; run the same command to resume")

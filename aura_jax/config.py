@@ -122,7 +122,7 @@ class DataConfig:
     shuffle: bool = True
     cache_dir: str = ""  # where row scans (durations, bad rows) are cached; "" → run_dir/data_cache
     worker_threads: int = 4  # threads for the audio scan and for building batches
-    prefetch_batches: int = 2  # batches built ahead of the training step
+    prefetch_batches: int = 4  # batches built ahead (and at most this many built in parallel)
 
 
 @dataclasses.dataclass
@@ -178,6 +178,8 @@ class Config:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 1
+    # Persistent XLA compilation cache ("" disables): a rerun or resume skips recompiling.
+    compilation_cache_dir: str = "~/.cache/aura_jax/xla"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

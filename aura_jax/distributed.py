@@ -19,5 +19,14 @@ def initialize(cfg: DistributedConfig) -> None:
         jax.distributed.initialize()  # cluster auto-detection (TPU metadata, SLURM variables)
 
 
+def enable_compilation_cache(directory: str) -> None:
+    """Persist compiled programs across runs (restarts after preemption skip recompiling)."""
+    if directory:
+        import os
+
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def is_main_process() -> bool:
     return jax.process_index() == 0

@@ -131,6 +131,8 @@ class TrainData:
 
     def iterator(self) -> grain.DatasetIterator:
         """Batches 0..num_steps-1 in order; checkpointable (get_state/set_state, grain.checkpoint)."""
-        options = grain.ReadOptions(num_threads=max(1, self.config.data.worker_threads),
-                                    prefetch_buffer_size=max(1, self.config.data.prefetch_batches))
+        # Each thread builds a whole batch; prefetch bounds how many batches sit in memory.
+        prefetch = max(1, self.config.data.prefetch_batches)
+        options = grain.ReadOptions(num_threads=min(max(1, self.config.data.worker_threads), prefetch),
+                                    prefetch_buffer_size=prefetch)
         return iter(self.dataset().to_iter_dataset(options))
