@@ -48,8 +48,13 @@ def make_tokenizer(out_dir: str | Path, vocab_size: int = 512):
 def make_qwen2(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int = 64, intermediate_size: int = 128,
                num_hidden_layers: int = 4, num_attention_heads: int = 4, num_key_value_heads: int = 2,
                rope_theta: float = 10000.0, tie_word_embeddings: bool = True, max_shard_size: str | None = None,
-               seed: int = 0, with_tokenizer: bool = True, dtype: str = "float32", **extra) -> Path:
-    """A random Qwen2ForCausalLM saved as a HF directory (sharded when `max_shard_size` is set)."""
+               seed: int = 0, with_tokenizer: bool = True, dtype: str = "float32", embed_std: float = 0.25,
+               **extra) -> Path:
+    """A random Qwen2ForCausalLM saved as a HF directory (sharded when `max_shard_size` is set).
+
+    Token embeddings get std `embed_std`: with transformers' default 0.02 a tied
+    tiny model's logits span less than ±2 after the final RMSNorm, so no
+    adapter could ever make it confident (CE would plateau near log(vocab))."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -63,6 +68,7 @@ def make_qwen2(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int =
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
+        model.model.embed_tokens.weight.normal_(0.0, embed_std)
     out = Path(out_dir)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(str(out), **kwargs)

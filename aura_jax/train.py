@@ -25,7 +25,7 @@ from flax import nnx, struct
 from jax.sharding import NamedSharding, PartitionSpec
 
 from aura_jax import sharding as shd
-from aura_jax.build import load_aura
+from aura_jax.build import ensure_random_checkpoints, load_aura
 from aura_jax.checkpoint import Checkpointer
 from aura_jax.config import Config, ConfigError, OptimConfig
 from aura_jax.distributed import is_main_process
@@ -63,7 +63,7 @@ def make_train_step(graphdef, tx, schedule):
         grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads), lr=schedule(state.step),
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads), lr=schedule(state.step),
                        skipped=1 - opt_state.last_finite.astype(jnp.int32),
                        skipped_total=opt_state.total_notfinite, consecutive_skips=opt_state.notfinite_count)
         return TrainState(params, opt_state, state.step + 1, state.rng), metrics
@@ -120,10 +120,14 @@ class Trainer:
             self._compiled[signature] = compiled
         return self._compiled[signature]
 
-    def train_step(self, local_batch: dict) -> dict:
+    def train_step(self, local_batch: dict) -> tuple[dict, float]:
+        """One optimizer step on this process's rows; returns (metrics on host, seconds excluding compilation)."""
         batch = shd.global_batch(local_batch, self.mesh, self.rules)
-        self.state, metrics = self.compiled_step(batch)(self.state, self.frozen, batch)
-        return metrics
+        step = self.compiled_step(batch)
+        start = time.time()
+        self.state, metrics = step(self.state, self.frozen, batch)
+        metrics = jax.device_get(metrics)
+        return metrics, time.time() - start
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> dict:
@@ -140,21 +144,18 @@ class Trainer:
         if start:
             self.state = ckpt.restore(start, self.state, iterator)
             self.log(f"resumed from {run_dir / 'checkpoints'} at step {start}")
-        self.log(data.report())
         writer = MetricsWriter(run_dir, enabled=is_main_process())
         stop = _PreemptionFlag()
-        summary = {"start_step": start, "steps": total, "preempted": False}
+        summary = {"start_step": start, "steps": total, "preempted": False, "data": getattr(data, "stats", {})}
         progress = _progress(start, total, enabled=is_main_process())
         step = start
         try:
             while step < total:
                 local = next(iterator)
-                t0 = time.time()
-                metrics = jax.device_get(self.train_step(local))
-                dt = time.time() - t0
+                metrics, dt = self.train_step(local)
                 step += 1
                 metrics = {k: _scalar(v) for k, v in metrics.items()}
-                metrics.update(throughput(local, cfg, dt), step_time_s=dt)
+                metrics.update(throughput(local, cfg, dt), step_time_s=dt, batch_id=batch_digest(local))
                 if step % cfg.log_every == 0 or step == total:
                     writer.write(step, metrics)
                 progress.update(1)
@@ -177,6 +178,18 @@ class Trainer:
             writer.close()
             stop.restore()
         return summary
+
+
+def batch_digest(local: dict) -> str:
+    """A short fingerprint of which rows this batch holds (data order is checkable from metrics.jsonl)."""
+    import hashlib
+
+    from jax.experimental import multihost_utils
+
+    ids = np.asarray(local.get("example_index", local["input_ids"]))
+    if jax.process_count() > 1:  # fingerprint the global batch, not this process's rows
+        ids = np.asarray(multihost_utils.process_allgather(ids, tiled=True))
+    return hashlib.sha1(ids.astype(np.int64).tobytes()).hexdigest()[:12]  # (allgather returns int32)
 
 
 def memory_summary(compiled) -> str:
@@ -231,6 +244,7 @@ def train(config: Config, data=None) -> dict:
     """Train from `config` (resuming from run_dir's latest checkpoint if there is one)."""
     if not config.run_dir:
         raise ConfigError("run_dir: set it (checkpoints, metrics and the resolved config go there)")
+    ensure_random_checkpoints(config)
     if data is None:
         from aura_jax.data.pipeline import TrainData
         from aura_jax.tokenizer import ChatTokenizer

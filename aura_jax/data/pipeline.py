@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -39,8 +38,9 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
         skipped[bad.reason] += 1
 
     for kind, sources in (("speech", data.speech), ("text", data.text)):
-        for i, src in enumerate(sources):
-            scanner = AudioScanner(cache_dir(config), json.dumps([kind, dataclasses.asdict(src)], sort_keys=True),
+        for src in sources:
+            # One cache file per dataset; entries are keyed per clip, so `limit` etc. may change freely.
+            scanner = AudioScanner(cache_dir(config), json.dumps([src.type, str(Path(src.path).resolve()), src.tsv]),
                                    data.worker_threads)
             rows, taken = read_source(src, config.prompt, kind), 0
             # Chunks, so that a `limit` on a huge TSV decodes only about `limit` clips.

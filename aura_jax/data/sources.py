@@ -105,35 +105,36 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
     tsv = root / src.tsv
     if not tsv.is_file():
         raise DataError(f"commonvoice source {root}: {tsv.name} not found")
-    # Bytes, not text: a line that is not UTF-8 is one bad row, not a failed file.
-    lines = tsv.read_bytes().split(b"\n")
-    header = lines[0].rstrip(b"\r").decode("utf-8", "replace").lstrip("\ufeff").split("\t")
-    if "path" not in header or "sentence" not in header:
-        raise DataError(f"{tsv}: header needs 'path' and 'sentence' columns, has {header}")
-    ip, isent = header.index("path"), header.index("sentence")
-    for n, line in enumerate(lines[1:], start=2):
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue
-        where = f"{tsv} line {n}"
-        fields = line.split(b"\t")
-        if len(fields) <= max(ip, isent):
-            yield BadRow("empty_text", where, "too few columns")
-            continue
-        try:
-            clip, sentence = fields[ip].decode("utf-8"), fields[isent].decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            yield BadRow("non_utf8", where, str(e))
-            continue
-        if not sentence:
-            yield BadRow("empty_text", where)
-            continue
-        ref = _file_ref(root / "clips" / clip, where)
-        if isinstance(ref, BadRow):
-            yield ref
-            continue
-        yield Row(id=clip, kind="speech", messages=asr_messages(prompt, sentence), where=where, text=sentence,
-                  audio=ref)
+    # Streamed, and as bytes: an English validated.tsv has ~2M lines, and a line that is
+    # not UTF-8 is one bad row, not a failed file.
+    with tsv.open("rb") as f:
+        header = f.readline().rstrip(b"\r\n").decode("utf-8", "replace").lstrip("\ufeff").split("\t")
+        if "path" not in header or "sentence" not in header:
+            raise DataError(f"{tsv}: header needs 'path' and 'sentence' columns, has {header}")
+        ip, isent = header.index("path"), header.index("sentence")
+        for n, line in enumerate(f, start=2):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            where = f"{tsv} line {n}"
+            fields = line.split(b"\t")
+            if len(fields) <= max(ip, isent):
+                yield BadRow("empty_text", where, "too few columns")
+                continue
+            try:
+                clip, sentence = fields[ip].decode("utf-8"), fields[isent].decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                yield BadRow("non_utf8", where, str(e))
+                continue
+            if not sentence:
+                yield BadRow("empty_text", where)
+                continue
+            ref = _file_ref(root / "clips" / clip, where)
+            if isinstance(ref, BadRow):
+                yield ref
+                continue
+            yield Row(id=clip, kind="speech", messages=asr_messages(prompt, sentence), where=where,
+                      text=sentence, audio=ref)
 
 
 # ---------------------------------------------------------------------------
