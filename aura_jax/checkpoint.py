@@ -62,3 +62,37 @@ class Checkpointer:
 
 def _abstract(x):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+
+
+def restore_student(run_dir: str | Path, step: int | None = None, overrides: list[str] = ()):
+    """(config, student model, step) from a run directory, for export / parity / eval.
+
+    Builds the model from `run_dir/config.yaml` without the teacher and the
+    distillation heads (inference never needs them), then fills every trainable
+    parameter from the checkpoint at `step` (default: the latest)."""
+    from flax import nnx
+
+    from aura_jax.build import load_aura
+    from aura_jax.config import ConfigError, load_config
+    from aura_jax.models.layers import Trainable
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir}: not a training run directory (no config.yaml)")
+    config = load_config(run_dir / "config.yaml", ["loss.distill_weight=0", "loss.ce_weight=1", *overrides])
+    ckpt = Checkpointer(run_dir / "checkpoints", async_save=False)
+    steps = ckpt.manager.all_steps()
+    if not steps:
+        raise ConfigError(f"{run_dir / 'checkpoints'}: no checkpoint to restore")
+    step = max(steps) if step is None else step
+    if step not in steps:
+        raise ConfigError(f"{run_dir / 'checkpoints'}: no checkpoint for step {step} (have {sorted(steps)})")
+    flat = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    ckpt.close()
+    model = load_aura(config)
+    for path, var in nnx.to_flat_state(nnx.state(model, Trainable)):
+        key = ".params" + "".join(f"[{p!r}]" for p in path) + ".value"
+        if key not in flat:
+            raise ConfigError(f"{run_dir}: checkpoint step {step} lacks {key}")
+        var.set_value(jax.numpy.asarray(flat[key], dtype=var.dtype))
+    return config, model, step
