@@ -51,3 +51,19 @@ def tiny_batch(tiny_qwen2_dir, tiny_aura_config):
     from aura_jax.demo import demo_batch
 
     return demo_batch(tiny_qwen2_dir, load_config(None, tiny_aura_config))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tiny_qwen2_dir, tiny_whisper_dir, tmp_path_factory):
+    """A finished 3-step tiny training run (non-zero LoRA B, trained patch embedding) to export / evaluate."""
+    from aura_jax.config import load_config
+    from aura_jax.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = load_config(os.path.join(root, "configs", "tiny.yaml"), [
+        f"model.llm={tiny_qwen2_dir}", f"model.teacher={tiny_whisper_dir}", f"run_dir={run_dir}", "steps=3",
+        "optim.warmup_steps=0", "optim.learning_rate=1e-2", "compilation_cache_dir=",
+        f"data.cache_dir={tmp_path_factory.mktemp('tiny-run-data')}"])
+    train(config)
+    return run_dir
