@@ -100,3 +100,98 @@ def make_whisper(out_dir: str | Path, *, num_mel_bins: int = 128, d_model: int =
     out = Path(out_dir)
     model.save_pretrained(str(out))
     return out
+
+
+# ---------------------------------------------------------------------------
+# Random weights at the real shapes (benchmarks where real weights cannot be downloaded)
+# ---------------------------------------------------------------------------
+PRESETS = {
+    "qwen2.5-7b-instruct": ("qwen2", dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                                          num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                                          rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                                          max_position_embeddings=32768)),
+    "qwen2.5-3b-instruct": ("qwen2", dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008,
+                                          num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
+                                          rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                                          max_position_embeddings=32768)),
+    "whisper-large-v3": ("whisper", dict(vocab_size=51866, num_mel_bins=128, d_model=1280, encoder_layers=32,
+                                         decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
+                                         encoder_ffn_dim=5120, decoder_ffn_dim=5120, max_source_positions=1500,
+                                         max_target_positions=448)),
+    "tiny": ("qwen2", None),
+    "tiny-whisper": ("whisper", None),
+}
+
+
+def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str = "bfloat16",
+                max_shard_bytes: int = 5 * 2**30, shape_overrides: dict | None = None) -> Path:
+    """Random weights at a preset's real shapes, written shard by shard (a 7B never sits in memory
+    twice), with the tiny BPE tokenizer so the pipeline runs end to end. `shape_overrides`
+    shrinks a preset (tests exercise the same writer on small shapes)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    kind, shape = PRESETS[preset]
+    if shape is not None and shape_overrides:
+        shape = {**shape, **shape_overrides}
+    out = Path(out_dir)
+    if shape is None:  # the small presets: built and saved by transformers directly
+        return make_qwen2(out, seed=seed) if kind == "qwen2" else make_whisper(out, seed=seed)
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig, WhisperForConditionalGeneration
+
+    if kind == "qwen2":
+        config, cls = Qwen2Config(**shape), Qwen2ForCausalLM
+    else:
+        config = WhisperConfig(**shape, pad_token_id=50256, bos_token_id=50257, eos_token_id=50257,
+                               decoder_start_token_id=50258, suppress_tokens=[], begin_suppress_tokens=[])
+        cls = WhisperForConditionalGeneration
+    with torch.device("meta"):  # names and shapes only, no memory
+        skeleton = cls(config)
+    torch_dtype = getattr(torch, dtype)
+    config.dtype = torch_dtype
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    shards, current, size = [], {}, 0
+    tied = getattr(config, "tie_word_embeddings", False) or kind == "whisper"
+    for name, p in skeleton.state_dict().items():
+        if tied and name in ("lm_head.weight", "proj_out.weight"):
+            continue
+        current[name] = _random_tensor(name, tuple(p.shape), gen, torch_dtype)
+        size += current[name].numel() * current[name].element_size()
+        if size >= max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+    if current:
+        shards.append(current)
+    weight_map, total = {}, 0
+    for i, tensors in enumerate(shards):
+        name = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(tensors, str(out / name), metadata={"format": "pt"})
+        for key, t in tensors.items():
+            weight_map[key] = name
+            total += t.numel() * t.element_size()
+    if len(shards) > 1:
+        (out / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    config.save_pretrained(str(out))
+    if kind == "qwen2":
+        make_tokenizer(out)
+    else:
+        from transformers import GenerationConfig
+
+        GenerationConfig(decoder_start_token_id=50258, eos_token_id=50257, pad_token_id=50256).save_pretrained(str(out))
+        make_tokenizer(out)
+    return out
+
+
+def _random_tensor(name: str, shape: tuple, gen, dtype):
+    import torch
+
+    if name.endswith("norm.weight") or "layer_norm.weight" in name or name.endswith("layernorm.weight"):
+        return torch.ones(shape, dtype=dtype)
+    if name.endswith(".bias"):
+        return torch.zeros(shape, dtype=dtype)
+    return (torch.randn(shape, generator=gen, dtype=torch.float32) * 0.02).to(dtype)

@@ -1,0 +1,82 @@
+"""Batched KV-cache decoding in JAX: greedy or temperature/top-p sampling.
+
+Static shapes: the prompt length (bucketed by the caller) and `max_new_tokens`
+fix the cache size, so each (batch, prompt bucket) compiles once. Rows stop at
+EOS independently; the loop ends when every row has stopped. Prompts are
+left-padded; positions come from the attention mask (the model's default).
+Works from token ids or from ready-made input embeddings (the AuRA student
+passes the spliced audio+text embeddings).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from aura_jax.models.qwen2 import KVCache, Qwen2ForCausalLM
+
+
+def _sample(logits, rng, temperature: float, top_p: float):
+    if temperature <= 0:
+        return jnp.argmax(logits, axis=-1)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_p < 1.0:  # nucleus: keep the smallest set of tokens whose probability reaches top_p
+        sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+        cumulative = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+        cutoff_index = jnp.sum(cumulative < top_p, axis=-1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_logits, cutoff_index, axis=-1)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return jax.random.categorical(rng, logits, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p"))
+def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, *, max_new_tokens: int,
+            temperature: float, top_p: float):
+    model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    b, t, _ = embeds.shape
+    cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)
+    out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional)
+    rng, sub = jax.random.split(rng)
+    first = _sample(out.logits[:, -1], sub, temperature, top_p)
+    tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
+    done = jnp.isin(first, eos_ids)
+
+    def cond(carry):
+        i, _, _, done, _ = carry
+        return (i < max_new_tokens) & ~jnp.all(done)
+
+    def body(carry):
+        i, tokens, cache, done, rng = carry
+        previous = tokens[:, i - 1]
+        step = model(previous[:, None], attention_mask=jnp.ones((b, 1), bool), cache=cache)
+        rng, sub = jax.random.split(rng)
+        nxt = _sample(step.logits[:, -1], sub, temperature, top_p)
+        nxt = jnp.where(done, pad_id, nxt)
+        tokens = tokens.at[:, i].set(nxt)
+        return i + 1, tokens, step.cache, done | jnp.isin(nxt, eos_ids), rng
+
+    _, tokens, _, done, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), tokens, out.cache, done, rng))
+    return tokens
+
+
+def generate(model: Qwen2ForCausalLM, input_ids=None, attention_mask=None, *, inputs_embeds=None,
+             max_new_tokens: int = 64, eos_token_id=None, pad_token_id: int = 0, temperature: float = 0.0,
+             top_p: float = 1.0, seed: int = 0, bidirectional_mask=None) -> jax.Array:
+    """New tokens [batch, max_new_tokens] for left-padded prompts; after a row's EOS come pad ids.
+
+    Give `input_ids` or `inputs_embeds` (with `attention_mask`); `eos_token_id`
+    may be an int or a list of ids. temperature 0 = greedy.
+    """
+    if inputs_embeds is None:
+        inputs_embeds = model.embed(jnp.asarray(input_ids))
+    if attention_mask is None:
+        attention_mask = jnp.ones(inputs_embeds.shape[:2], bool)
+    eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    eos_ids = jnp.asarray(eos or [-1], jnp.int32)
+    graphdef, state = nnx.split(model)
+    return _decode(graphdef, state, inputs_embeds, jnp.asarray(attention_mask, bool), bidirectional_mask, eos_ids,
+                   jnp.int32(pad_token_id), jax.random.key(seed), max_new_tokens=max_new_tokens,
+                   temperature=float(temperature), top_p=float(top_p))
