@@ -80,3 +80,17 @@ def generate(model: Qwen2ForCausalLM, input_ids=None, attention_mask=None, *, in
     return _decode(graphdef, state, inputs_embeds, jnp.asarray(attention_mask, bool), bidirectional_mask, eos_ids,
                    jnp.int32(pad_token_id), jax.random.key(seed), max_new_tokens=max_new_tokens,
                    temperature=float(temperature), top_p=float(top_p))
+
+
+def generate_aura(model, input_ids, attention_mask, audio_features, **kwargs) -> jax.Array:
+    """Generation for the AuRA student: audio tokens spliced at each row's placeholder
+    (rows without one are text-only), then `generate` from the mixed embeddings."""
+    from aura_jax.models.aura import splice_audio
+
+    input_ids = jnp.asarray(input_ids)
+    audio = model.audio_embed(jnp.asarray(audio_features))
+    spliced = splice_audio(model.llm.embed(input_ids), input_ids, jnp.asarray(attention_mask, bool),
+                           jnp.zeros(input_ids.shape, bool), audio, model.placeholder_id)
+    bidirectional = spliced.audio_mask if model.config.distill.bidirectional_audio else None
+    return generate(model.llm, inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
+                    bidirectional_mask=bidirectional, **kwargs)
