@@ -1,0 +1,197 @@
+"""`aura-jax export`: a training run → files the PyTorch world loads (docs/EXPORT.md).
+
+merged: the base's Hugging Face directory with W + (α/r)·B·A folded into the
+first K layers (float32 math, then cast), same shard files and index as the
+base. peft: `adapter_config.json` + `adapter_model.safetensors` for
+`peft.PeftModel`. Both carry the audio patch embedding and `aura_config.json`.
+Everything is written into a temporary sibling directory and renamed into
+place at the end, so an interrupted export never leaves a directory that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from aura_jax.config import ConfigError
+from aura_jax.hf import CheckpointError, SafetensorsDir, read_config
+from aura_jax.safetensors_io import save_arrays, write_safetensors
+
+FORMATS = ("merged", "peft", "both")
+DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "vocab.json", "merges.txt", "added_tokens.json")
+BLOCK = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+         "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+ARCH_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads")
+
+
+def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16", step: int | None = None) -> Path:
+    if format not in FORMATS:
+        raise ConfigError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    from aura_jax.checkpoint import restore_student
+
+    base, out = Path(base).absolute(), Path(out).absolute()
+    config, model, step = restore_student(run_dir, step)
+    check_base(model, base, run_dir)
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if format == "both":
+            write_merged(model, config, base, tmp / "merged", dtype, step)
+            write_peft(model, config, base, tmp / "peft", step)
+        elif format == "merged":
+            write_merged(model, config, base, tmp, dtype, step)
+        else:
+            write_peft(model, config, base, tmp, step)
+        _commit(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def check_base(model, base: Path, run_dir) -> None:
+    """The run's frozen LLM must be the base being exported onto."""
+    hf = read_config(base)
+    if hf.get("model_type") != "qwen2":
+        raise CheckpointError(f"{base / 'config.json'}: --base must be a Qwen2 directory (model_type "
+                              f"{hf.get('model_type')!r})")
+    ours = model.llm.config
+    for field in ARCH_FIELDS:
+        theirs = hf.get(field) or (hf.get("num_attention_heads") if field == "num_key_value_heads" else None)
+        if theirs != getattr(ours, field):
+            raise CheckpointError(f"--base {base} does not match the run {run_dir}: {field} is {theirs} there, "
+                                  f"{getattr(ours, field)} in the run's LLM")
+    tensors = SafetensorsDir(base)
+    probe = np.asarray(tensors.get("model.layers.0.input_layernorm.weight"), np.float32)
+    if not np.allclose(probe, np.asarray(model.llm.layers[0].input_layernorm.scale[...], np.float32), atol=1e-2):
+        raise CheckpointError(f"--base {base} does not hold the weights the run {run_dir} trained on "
+                              "(model.layers.0.input_layernorm.weight differs)")
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    """Rename tmp → out; an earlier complete export at out is replaced, anything else is refused."""
+    if out.exists():
+        complete = (out / "aura_config.json").exists() or (out / "merged" / "aura_config.json").exists()
+        if not complete:
+            raise ConfigError(f"--out {out} exists and is not a complete aura_jax export; remove it or pick another")
+        old = out.parent / f"{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def lora_entries(model):
+    """(layer, projection, A [in, r], B [r, out], scale) of every adapter, as float32 numpy."""
+    from aura_jax.models.lora import lora_modules
+
+    for i, name, module in lora_modules(model.llm):
+        yield (i, name, np.asarray(module.lora_a[...], np.float32), np.asarray(module.lora_b[...], np.float32),
+               module.scale)
+
+
+def write_merged(model, config, base: Path, out: Path, dtype: str, step: int) -> None:
+    out.mkdir(parents=True)
+    target = DTYPES[dtype]
+    tensors = SafetensorsDir(base)
+    deltas = {f"model.layers.{i}.{BLOCK[name]}.{name}.weight": (a, b, s) for i, name, a, b, s in lora_entries(model)}
+
+    def produce(name):
+        w = tensors.get(name)
+        if name not in deltas:
+            return w.astype(target)
+        a, b, s = deltas[name]  # torch layout: W' [out, in] = W + s · (A B)ᵀ
+        merged = np.asarray(w, np.float32) + s * (a @ b).T.astype(np.float32)
+        return merged.astype(target)
+
+    files: dict[str, list[str]] = {}
+    for name in tensors.entries:
+        files.setdefault(tensors.file_of(name).name, []).append(name)
+    total, weight_map = 0, {}
+    for file_name, names in sorted(files.items()):
+        entries = [(n, tensors.shape(n), target, lambda n=n: produce(n)) for n in names]
+        total += write_safetensors(out / file_name, entries, metadata={"format": "pt"})
+        weight_map.update({n: file_name for n in names})
+    if (base / "model.safetensors.index.json").exists():
+        (out / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+    hf = read_config(base)
+    hf["dtype"] = hf["torch_dtype"] = dtype
+    (out / "config.json").write_text(json.dumps(hf, indent=2))
+    _copy_side_files(base, out, ("generation_config.json",) + TOKENIZER_FILES)
+    _write_audio_and_config(model, config, base, out, "merged", dtype, step)
+
+
+def write_peft(model, config, base: Path, out: Path, step: int) -> None:
+    out.mkdir(parents=True)
+    arrays = {}
+    for i, name, a, b, _ in lora_entries(model):
+        prefix = f"base_model.model.model.layers.{i}.{BLOCK[name]}.{name}"
+        arrays[f"{prefix}.lora_A.weight"] = np.ascontiguousarray(a.T)  # [r, in]
+        arrays[f"{prefix}.lora_B.weight"] = np.ascontiguousarray(b.T)  # [out, r]
+    save_arrays(out / "adapter_model.safetensors", arrays, metadata={"format": "pt"})
+    lo = config.lora
+    adapter = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base),
+               "r": lo.rank, "lora_alpha": lo.scale_alpha, "target_modules": list(lo.targets),
+               "layers_to_transform": list(range(lo.num_layers)), "layers_pattern": "layers",
+               "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+               "init_lora_weights": True, "use_rslora": False, "use_dora": False, "modules_to_save": None}
+    (out / "adapter_config.json").write_text(json.dumps(adapter, indent=2))
+    _copy_side_files(base, out, TOKENIZER_FILES)
+    _write_audio_and_config(model, config, base, out, "peft", "float32", step)
+
+
+def _copy_side_files(base: Path, out: Path, names) -> None:
+    for name in names:
+        if (base / name).exists():
+            shutil.copy2(base / name, out / name)
+
+
+def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dtype: str, step: int) -> None:
+    from aura_jax.build import placeholder_token_id
+
+    e = model.audio_embed
+    save_arrays(out / "audio_embed.safetensors", {
+        "proj.weight": np.ascontiguousarray(np.asarray(e.proj.kernel[...], np.float32).T),
+        "proj.bias": np.asarray(e.proj.bias[...], np.float32),
+        "norm.weight": np.asarray(e.norm.scale[...], np.float32),
+        "norm.bias": np.asarray(e.norm.bias[...], np.float32),
+        "positions": np.asarray(e.positions[...], np.float32)}, metadata={"format": "pt"})
+    a, p, lo = config.audio, config.prompt, config.lora
+    aura = {"format": "aura_jax.export/1", "kind": kind, "step": int(step), "base_model": str(base), "dtype": dtype,
+            "audio": {"sampling_rate": a.sampling_rate, "n_mels": a.n_mels, "num_frames": a.num_frames,
+                      "patch_frames": a.patch_frames, "num_audio_tokens": a.num_audio_tokens,
+                      "layer_norm_eps": e.norm.eps},
+            "audio_token": p.audio_token,
+            "audio_token_id": placeholder_token_id(base, p.audio_token, model.llm.config.vocab_size),
+            "prompt": {"system": p.system, "asr_instruction": p.asr_instruction},
+            "lora": {"num_layers": lo.num_layers, "rank": lo.rank, "alpha": lo.scale_alpha, "targets": list(lo.targets)},
+            "bidirectional_audio": config.distill.bidirectional_audio}
+    (out / "aura_config.json").write_text(json.dumps(aura, indent=2))  # written last: marks completeness
+
+
+def add_export_arguments(p) -> None:
+    p.add_argument("run_dir", help="training run directory")
+    p.add_argument("--base", required=True, help="the Hugging Face Qwen2 directory the run trained on")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="merged", choices=FORMATS)
+    p.add_argument("--dtype", default="bfloat16", choices=tuple(DTYPES))
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+
+
+def export_main(args) -> int:
+    out = export(args.run_dir, args.base, args.out, format=args.format, dtype=args.dtype, step=args.step)
+    print(f"exported {args.format} ({args.dtype}) to {out}")
+    return 0
