@@ -7,6 +7,14 @@ import sys
 
 
 def _check_parity(args) -> int:
+    if args.run or args.exported:
+        if not (args.run and args.exported):
+            raise SystemExit("aura-jax check-parity: --run and --exported go together")
+        from aura_jax.export_parity import parity_main
+
+        return parity_main(args)
+    if not args.hf:
+        raise SystemExit("aura-jax check-parity: give --hf DIR, or --run RUN_DIR --exported OUT")
     from aura_jax.parity import check_parity
 
     report = check_parity(args.hf, seed=args.seed)
@@ -39,15 +47,66 @@ def _train(args) -> int:
     return 0
 
 
+def _make_random(args) -> int:
+    from aura_jax.random_checkpoints import make_random
+
+    out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype)
+    print(f"wrote random {args.preset} to {out}")
+    return 0
+
+
+def _call(module: str, function: str, args) -> int:
+    import importlib
+
+    return getattr(importlib.import_module(module), function)(args)
+
+
+def _lazy(parser, module: str, add_arguments: str, main: str) -> None:
+    """Arguments from the module that implements the command (imported when the CLI is built)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    getattr(mod, add_arguments)(parser)
+    parser.set_defaults(func=getattr(mod, main))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aura-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check-parity", help="compare our JAX model with transformers on a HF directory")
-    p.add_argument("--hf", required=True, help="Hugging Face Qwen2 or Whisper directory")
+    p = sub.add_parser("check-parity", help="JAX vs PyTorch: a HF checkpoint (--hf), or a run vs its export")
+    p.add_argument("--hf", help="Hugging Face Qwen2 or Whisper directory")
+    p.add_argument("--run", help="training run directory (with --exported)")
+    p.add_argument("--exported", help="directory written by `aura-jax export` (with --run)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step of --run (default: latest)")
+    p.add_argument("--audio", default=None, help="audio file for --run/--exported (default: synthesized speech)")
+    p.add_argument("--prompt", default="Transcribe the speech.")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_check_parity)
+
+    from aura_jax import bench_infer
+    p = sub.add_parser("export", help="merged Hugging Face directory and/or PEFT adapter from a run")
+    _lazy(p, "aura_jax.export", "add_export_arguments", "export_main")
+
+    p = sub.add_parser("infer", help="answer one audio clip with an exported model (PyTorch)")
+    p.add_argument("exported")
+    p.add_argument("--audio", required=True)
+    p.add_argument("--prompt", default="Transcribe the speech.")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=lambda a: _call("aura_jax.infer", "infer_main", a))
+
+    p = sub.add_parser("make-random", help="random weights at real model shapes, with a tokenizer")
+    p.add_argument("--preset", required=True, help="qwen2.5-7b-instruct | qwen2.5-3b-instruct | whisper-large-v3 | tiny | tiny-whisper")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_random)
+
+    p = sub.add_parser("bench-infer", help="latency / peak memory of an export (and the cascade), PyTorch")
+    bench_infer.add_arguments(p)
+    p.set_defaults(func=bench_infer.main)
 
     p = sub.add_parser("train", help="train AuRA (resumes from run_dir's latest checkpoint)")
     p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")

@@ -99,6 +99,7 @@ def make_whisper(out_dir: str | Path, *, num_mel_bins: int = 128, d_model: int =
                 p.add_(torch.randn_like(p) * 0.02)
     out = Path(out_dir)
     model.save_pretrained(str(out))
+    make_tokenizer(out)  # the cascade baseline decodes transcripts with it
     return out
 
 
