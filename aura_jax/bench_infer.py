@@ -189,6 +189,9 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # generate() warns once per call about max_length defaults
     results = run_benchmark(args.exported, cascade=tuple(args.cascade) if args.cascade else None, clips=args.clips,
                             device=args.device, dtype=args.dtype, n=args.n, warmup=args.warmup,
                             max_new_tokens=args.max_new_tokens, asr_tokens=args.asr_tokens,
