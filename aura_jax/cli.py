@@ -6,15 +6,21 @@ import argparse
 import sys
 
 
+def _usage(message: str):
+    from aura_jax.config import ConfigError
+
+    return ConfigError(message)
+
+
 def _check_parity(args) -> int:
     if args.run or args.exported:
         if not (args.run and args.exported):
-            raise SystemExit("aura-jax check-parity: --run and --exported go together")
+            raise _usage("--run and --exported go together")
         from aura_jax.export_parity import parity_main
 
         return parity_main(args)
     if not args.hf:
-        raise SystemExit("aura-jax check-parity: give --hf DIR, or --run RUN_DIR --exported OUT")
+        raise _usage("give --hf DIR, or --run RUN_DIR --exported OUT")
     from aura_jax.parity import check_parity
 
     report = check_parity(args.hf, seed=args.seed)

@@ -96,11 +96,11 @@ def test_check_parity_on_a_bad_directory_is_a_one_line_error_naming_it(tmp_path,
     assert "Traceback" not in err
 
 
-def test_check_parity_requires_hf(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["check-parity"])
-    assert e.value.code == 2
+def test_check_parity_requires_hf_or_run_and_export(capsys):
+    assert cli.main(["check-parity"]) == 2
     assert "--hf" in capsys.readouterr().err
+    assert cli.main(["check-parity", "--run", "somewhere"]) == 2
+    assert "--run and --exported go together" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
