@@ -140,7 +140,7 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
 # ---------------------------------------------------------------------------
 # Parquet / Hugging Face save_to_disk
 # ---------------------------------------------------------------------------
-def _arrow_tables(root: Path) -> Iterator[tuple[Path, "pyarrow.Table"]]:
+def arrow_tables(root: Path) -> Iterator[tuple[Path, "pyarrow.Table"]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -182,7 +182,7 @@ def read_parquet(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | BadR
     (or a path string); relative paths are relative to the dataset dir."""
     root = Path(src.path)
     base = root.parent if root.is_file() else root
-    for file, table in _arrow_tables(root):
+    for file, table in arrow_tables(root):
         for col in (src.audio_column, src.text_column):
             if col not in table.column_names:
                 raise DataError(f"{file}: no column {col!r} (columns: {table.column_names})")
