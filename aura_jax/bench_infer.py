@@ -93,9 +93,11 @@ class CascadeSystem:
         self.english = {"language": "en", "task": "transcribe"} if hasattr(self.asr.generation_config, "lang_to_id") else {}
         self._torch = torch
 
-    def transcribe(self, clip: str, asr_tokens: int, fixed: bool) -> str:
+    def transcribe(self, clip, asr_tokens: int, fixed: bool) -> str:
+        """Transcript of an audio path or a 16 kHz waveform."""
         torch = self._torch
-        feats = log_mel_spectrogram(load_audio(clip), 16000, self.asr.config.num_mel_bins)
+        wave = load_audio(clip) if isinstance(clip, (str, Path)) else np.asarray(clip, np.float32)
+        feats = log_mel_spectrogram(wave, 16000, self.asr.config.num_mel_bins)
         x = torch.as_tensor(feats[None], dtype=self.dtype, device=self.device)
         with torch.no_grad():
             ids = self.asr.generate(x, **self.english, **_generate_kwargs(asr_tokens, fixed))
@@ -103,9 +105,11 @@ class CascadeSystem:
         vocab = len(self.asr_tok)
         return self.asr_tok.decode([i % vocab for i in ids], skip_special_tokens=True)  # (random weights: any id)
 
-    def __call__(self, clip: str, question: str, max_new_tokens: int, fixed: bool, asr_tokens: int) -> str:
+    def __call__(self, clip, question: str, max_new_tokens: int, fixed: bool, asr_tokens: int) -> str:
+        return self.answer(self.transcribe(clip, asr_tokens, fixed), question, max_new_tokens, fixed)
+
+    def answer(self, transcript: str, question: str, max_new_tokens: int, fixed: bool = False) -> str:
         torch = self._torch
-        transcript = self.transcribe(clip, asr_tokens, fixed)
         messages = [{"role": "user", "content": f"{transcript}\n{question}"}]
         ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)["input_ids"].to(self.device)

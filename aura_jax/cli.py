@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=lambda a: _call("aura_jax.infer", "infer_main", a))
 
+    p = sub.add_parser("eval", help="SD-QA / HeySQuAD / ASR tables for a run (JAX) or an export (PyTorch)")
+    _lazy(p, "aura_jax.evaluate.harness", "add_arguments", "main")
+
     p = sub.add_parser("make-random", help="random weights at real model shapes, with a tokenizer")
     p.add_argument("--preset", required=True, help="qwen2.5-7b-instruct | qwen2.5-3b-instruct | whisper-large-v3 | tiny | tiny-whisper")
     p.add_argument("--out", required=True)

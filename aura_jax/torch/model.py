@@ -219,28 +219,34 @@ class AuraSpeechLM:
         with torch.no_grad():
             return self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
 
-    def _generate(self, max_new_tokens: int, do_sample: bool, kwargs: dict, **inputs) -> torch.Tensor:
-        kwargs.setdefault("eos_token_id", self.eos_token_ids)
+    def _generate(self, max_new_tokens: int, do_sample: bool, kwargs: dict, **inputs):
+        """(model.generate output, the eos ids it stopped at)."""
+        eos = kwargs.pop("eos_token_id", None)
+        eos = self.eos_token_ids if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
         kwargs.setdefault("pad_token_id", self.pad_token_id)
         with torch.no_grad():
-            return self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, **kwargs)
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                      eos_token_id=eos, **kwargs)
+        return out, eos
 
-    def _trim(self, row) -> list[int]:
+    @staticmethod
+    def _trim(row, eos: list[int]) -> list[int]:
         """New token ids up to (not including) the first eos."""
         out = []
         for t in row.tolist():
-            if t in self.eos_token_ids:
+            if t in eos:
                 break
             out.append(t)
         return out
 
     def generate_ids(self, audios, prompts, max_new_tokens: int = 64, do_sample: bool = False,
                      sampling_rate: int | None = None, **kwargs) -> list[list[int]]:
-        """Generated token ids per clip (eos and what follows removed); greedy unless do_sample."""
+        """Generated token ids per clip (eos and what follows removed); greedy unless do_sample.
+        Extra kwargs go to `model.generate` (e.g. eos_token_id, min_new_tokens)."""
         embeds, mask, _ = self.prepare_batch(audios, prompts, sampling_rate)
         # With inputs_embeds and no input_ids, generate returns only the new tokens.
-        out = self._generate(max_new_tokens, do_sample, kwargs, inputs_embeds=embeds, attention_mask=mask)
-        return [self._trim(row) for row in out]
+        out, eos = self._generate(max_new_tokens, do_sample, kwargs, inputs_embeds=embeds, attention_mask=mask)
+        return [self._trim(row, eos) for row in out]
 
     def generate_batch(self, audios, prompts, max_new_tokens: int = 64, do_sample: bool = False,
                        sampling_rate: int | None = None, **kwargs) -> list[str]:
@@ -256,8 +262,9 @@ class AuraSpeechLM:
     def generate_text(self, prompt: str, max_new_tokens: int = 64, do_sample: bool = False, **kwargs) -> str:
         """Text-only answer (no audio): the LLM with its adapters, same chat template and system prompt."""
         ids = torch.as_tensor([self.prompt_ids(prompt, with_audio=False)], device=self.device)
-        out = self._generate(max_new_tokens, do_sample, kwargs, input_ids=ids, attention_mask=torch.ones_like(ids))
-        return self.tokenizer.decode(self._trim(out[0, ids.shape[1]:]), skip_special_tokens=True)
+        out, eos = self._generate(max_new_tokens, do_sample, kwargs, input_ids=ids,
+                                  attention_mask=torch.ones_like(ids))
+        return self.tokenizer.decode(self._trim(out[0, ids.shape[1]:], eos), skip_special_tokens=True)
 
 
 def _check_causal(aura: dict) -> None:

@@ -1,0 +1,82 @@
+"""`aura-jax eval` end to end on tiny models and fixture files in the hub layouts."""
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from aura_jax.cli import main
+from aura_jax.evaluate.datasets import SDQA_DIALECTS
+from aura_jax.synth import synthesize
+
+AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def wav(text, voice="en-us"):
+    buf = io.BytesIO()
+    sf.write(buf, synthesize(text, voice=voice), 16000, format="WAV")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sdqa_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sdqa")
+    questions = [("q1", "what is the capital of france", ["Paris"]), ("q2", "how many legs has a spider", ["eight", "8"])]
+    cols = {d: pa.array([{"bytes": wav(q), "path": f"{i}-{d}.wav"} for i, (_, q, _) in enumerate(questions)], AUDIO)
+            for d in SDQA_DIALECTS}
+    pq.write_table(pa.table({"id": [q[0] for q in questions], "question": [q[1] for q in questions],
+                             "answers": [q[2] for q in questions], **cols}), root / "dev-00000-of-00001.parquet")
+    return root
+
+
+def test_sdqa_aura_from_a_run_dir(tiny_run_dir, sdqa_dir, tmp_path, capsys):
+    out = tmp_path / "sdqa"
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--batch-size", "8",
+                 "--max-new-tokens", "6", "--out", str(out)]) == 0
+    rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 22 and {r["dialect"] for r in rows} == set(SDQA_DIALECTS)
+    assert set(rows[0]) == {"id", "dialect", "question", "prediction", "references", "scores"}
+    table = (out / "results.md").read_text()
+    header = table.splitlines()[0]
+    assert all(d.upper() in header for d in SDQA_DIALECTS) and "| AVG |" in header and "latency" in header
+    assert [l.split("|")[1].strip() for l in table.splitlines()[2:5]] == ["contains", "f1", "exact_match"]
+    assert len(list(out.glob("*_outs.txt"))) == 11
+    line = (out / "usa_outs.txt").read_text().splitlines()[0]
+    assert line.startswith("q1[SEP_DIAL]\"\"\"") and line.rsplit("[SEP_DIAL]", 1)[1] in ("0.0", "1.0")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples_per_s"] > 0 and summary["instruction"] == "Give a simple one sentence answer."
+
+
+def test_gold_and_cascade_baselines(tiny_run_dir, tiny_whisper_dir, sdqa_dir, tmp_path):
+    for system, extra in (("gold", []), ("cascade", ["--whisper", str(tiny_whisper_dir)])):
+        out = tmp_path / system
+        assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--system", system,
+                     "--limit", "4", "--batch-size", "4", "--max-new-tokens", "4", "--out", str(out), *extra]) == 0
+        assert len((out / "predictions.jsonl").read_text().splitlines()) == 4
+        assert (out / "results.csv").read_text().startswith("metric,")
+
+
+def test_asr_on_an_export_reports_wer(tiny_run_dir, tiny_qwen2_dir, tmp_path):
+    from aura_jax.export import export
+
+    sys_path = __import__("sys").path
+    sys_path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "data"))
+    from datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
+
+    cv = write_commonvoice(tmp_path / "cv", [(f"c{i}.mp3", s, mp3_bytes(speech(s))) for i, s in enumerate(SENTENCES[:2])])
+    exported = export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "exp", dtype="float32")
+    out = tmp_path / "asr"
+    assert main(["eval", str(exported), "--task", "asr", "--data", str(cv), "--batch-size", "2",
+                 "--max-new-tokens", "4", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["table"]["wer"]["all"] > 0 and summary["instruction"] == "Transcribe the speech."
+
+
+def test_bad_requests_are_one_line_errors(tiny_run_dir, sdqa_dir, capsys):
+    assert main(["eval", str(tiny_run_dir), "--task", "asr", "--data", str(sdqa_dir), "--system", "gold"]) == 2
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--system", "cascade"]) == 2
+    err = capsys.readouterr().err
+    assert "gold needs text questions" in err and "cascade needs --whisper" in err
