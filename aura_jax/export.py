@@ -11,6 +11,7 @@ complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+from flax import nnx
 
 from aura_jax.config import ConfigError
-from aura_jax.hf import CheckpointError, SafetensorsDir, read_config
+from aura_jax.hf import QWEN2_RULES, CheckpointError, SafetensorsDir, hf_name, read_config
+from aura_jax.models.qwen2 import Qwen2Config
 from aura_jax.safetensors_io import save_arrays, write_safetensors
 
 FORMATS = ("merged", "peft", "both")
@@ -29,11 +32,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.json", "merges.txt", "added_tokens.json")
 BLOCK = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
          "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
-ARCH_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads")
 
 
 def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16", step: int | None = None) -> Path:
+    """Export the run's student at `step` (default: latest) onto `base`; returns the absolute OUT.
+
+    Cheap checks (format, dtype, OUT, --base config and tokenizer) run before the
+    run is restored, so a typo fails in a second, not after loading a 7B."""
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
     if dtype not in DTYPES:
@@ -41,18 +46,23 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     from aura_jax.checkpoint import restore_student
 
     base, out = Path(base).absolute(), Path(out).absolute()
+    _check_out(out)
+    base_config = _check_base_config(base)
     config, model, step = restore_student(run_dir, step)
-    check_base(model, base, run_dir)
+    check_base(model, base, run_dir, config.model.llm, base_config)
+    from aura_jax.build import placeholder_token_id
+
+    audio_token_id = placeholder_token_id(base, config.prompt.audio_token, model.llm.config.vocab_size)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         if format == "both":
-            write_merged(model, config, base, tmp / "merged", dtype, step)
-            write_peft(model, config, base, tmp / "peft", step)
+            write_merged(model, config, base, tmp / "merged", dtype, step, audio_token_id)
+            write_peft(model, config, base, tmp / "peft", step, audio_token_id)
         elif format == "merged":
-            write_merged(model, config, base, tmp, dtype, step)
+            write_merged(model, config, base, tmp, dtype, step, audio_token_id)
         else:
-            write_peft(model, config, base, tmp, step)
+            write_peft(model, config, base, tmp, step, audio_token_id)
         _commit(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -60,34 +70,92 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     return out
 
 
-def check_base(model, base: Path, run_dir) -> None:
-    """The run's frozen LLM must be the base being exported onto."""
-    hf = read_config(base)
+def is_complete_export(path: Path) -> bool:
+    """`aura_config.json` is written last: its presence marks a finished export (both: in each half)."""
+    path = Path(path)
+    return (path / "aura_config.json").is_file() or all(
+        (path / kind / "aura_config.json").is_file() for kind in ("merged", "peft"))
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not (out.is_dir() and is_complete_export(out)):
+        raise ConfigError(f"--out {out} exists and is not a complete aura_jax export; remove it or pick another")
+
+
+def _check_base_config(base: Path) -> Qwen2Config:
+    hf = read_config(base)  # CheckpointError naming the directory when it or config.json is missing
     if hf.get("model_type") != "qwen2":
         raise CheckpointError(f"{base / 'config.json'}: --base must be a Qwen2 directory (model_type "
                               f"{hf.get('model_type')!r})")
+    try:
+        parsed = Qwen2Config.from_hf(hf)
+    except KeyError as e:
+        raise CheckpointError(f"{base / 'config.json'}: missing field {e}") from None
+    except ValueError as e:
+        raise CheckpointError(f"{base / 'config.json'}: {e}") from None
+    if not (base / "tokenizer.json").exists():
+        raise CheckpointError(f"{base / 'tokenizer.json'}: missing (the export carries the base's tokenizer)")
+    return parsed
+
+
+def frozen_parameters(llm):
+    """(NNX path as in QWEN2_RULES, variable) for every frozen weight of the (LoRA-wrapped) LLM."""
+    for path, var in nnx.iter_graph(llm):
+        if not isinstance(var, nnx.Variable) or "lora_a" in path or "lora_b" in path:
+            continue
+        yield ".".join(str(p) for p in path if p != "base"), var
+
+
+def check_base(model, base: Path, run_dir, llm_dir, base_config: Qwen2Config | None = None) -> None:
+    """The run's frozen LLM must be the base being exported onto: the same architecture
+    (every Qwen2Config field), every frozen parameter present in the base with its shape,
+    and equal values for the first rows of every tensor of the first and last layers and
+    of the embedding, final norm and lm_head (compared in the coarser of the two dtypes)."""
+    base_config = base_config or _check_base_config(base)
     ours = model.llm.config
-    for field in ARCH_FIELDS:
-        theirs = hf.get(field) or (hf.get("num_attention_heads") if field == "num_key_value_heads" else None)
-        if theirs != getattr(ours, field):
-            raise CheckpointError(f"--base {base} does not match the run {run_dir}: {field} is {theirs} there, "
-                                  f"{getattr(ours, field)} in the run's LLM")
+    where = f"--base {base} is not the LLM the run {run_dir} trained on ({llm_dir})"
+    diffs = [f"{f.name} is {getattr(base_config, f.name)!r} there, {getattr(ours, f.name)!r} in the run's LLM"
+             for f in dataclasses.fields(ours) if getattr(base_config, f.name) != getattr(ours, f.name)]
+    if diffs:
+        raise CheckpointError(f"{where}: config.json differs: " + "; ".join(diffs))
     tensors = SafetensorsDir(base)
-    probe = np.asarray(tensors.get("model.layers.0.input_layernorm.weight"), np.float32)
-    if not np.allclose(probe, np.asarray(model.llm.layers[0].input_layernorm.scale[...], np.float32), atol=1e-2):
-        raise CheckpointError(f"--base {base} does not hold the weights the run {run_dir} trained on "
-                              "(model.layers.0.input_layernorm.weight differs)")
+    probed = {"0", str(ours.num_hidden_layers - 1)}
+    for dotted, var in frozen_parameters(model.llm):
+        name, transform = hf_name(dotted, QWEN2_RULES)
+        if name not in tensors:
+            raise CheckpointError(f"{where}: tensor {name!r} is missing from the base")
+        expected = tuple(var.shape)[::-1] if transform == "linear" else tuple(var.shape)  # torch layout
+        if tensors.shape(name) != expected:
+            raise CheckpointError(f"{where}: tensor {name!r} has shape {tensors.shape(name)} in the base, "
+                                  f"{expected} in the run's LLM")
+        layer = dotted.split(".")[1] if dotted.startswith("layers.") else None
+        if layer is not None and layer not in probed:
+            continue
+        theirs = np.asarray(tensors.get(name)[:_PROBE_ROWS])
+        value = var[...]  # slice on the device first: never copy a whole embedding to the host
+        mine = np.asarray(value[:, :_PROBE_ROWS]).T if transform == "linear" else np.asarray(value[:_PROBE_ROWS])
+        coarse = theirs.dtype if theirs.dtype.itemsize <= mine.dtype.itemsize else mine.dtype
+        a, b = theirs.astype(coarse).astype(np.float32), mine.astype(coarse).astype(np.float32)
+        if not np.array_equal(a, b):
+            raise CheckpointError(f"{where}: the frozen weights differ, e.g. {name!r} (max abs diff "
+                                  f"{float(np.max(np.abs(a - b))):.3g} over its first {len(a)} rows in {coarse})")
+
+
+_PROBE_ROWS = 64
 
 
 def _commit(tmp: Path, out: Path) -> None:
     """Rename tmp → out; an earlier complete export at out is replaced, anything else is refused."""
     if out.exists():
-        complete = (out / "aura_config.json").exists() or (out / "merged" / "aura_config.json").exists()
-        if not complete:
-            raise ConfigError(f"--out {out} exists and is not a complete aura_jax export; remove it or pick another")
+        _check_out(out)
         old = out.parent / f"{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
         out.rename(old)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            old.rename(out)  # put the earlier export back
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
@@ -102,16 +170,19 @@ def lora_entries(model):
                module.scale)
 
 
-def write_merged(model, config, base: Path, out: Path, dtype: str, step: int) -> None:
+def write_merged(model, config, base: Path, out: Path, dtype: str, step: int, audio_token_id: int) -> None:
     out.mkdir(parents=True)
     target = DTYPES[dtype]
     tensors = SafetensorsDir(base)
     deltas = {f"model.layers.{i}.{BLOCK[name]}.{name}.weight": (a, b, s) for i, name, a, b, s in lora_entries(model)}
+    missing = sorted(set(deltas) - set(tensors.entries))
+    if missing:
+        raise CheckpointError(f"{base}: no tensor {missing[0]!r} to merge the run's LoRA into")
 
     def produce(name):
         w = tensors.get(name)
         if name not in deltas:
-            return w.astype(target)
+            return w.astype(_out_dtype(tensors, name, target))
         a, b, s = deltas[name]  # torch layout: W' [out, in] = W + s · (A B)ᵀ
         merged = np.asarray(w, np.float32) + s * (a @ b).T.astype(np.float32)
         return merged.astype(target)
@@ -121,7 +192,7 @@ def write_merged(model, config, base: Path, out: Path, dtype: str, step: int) ->
         files.setdefault(tensors.file_of(name).name, []).append(name)
     total, weight_map = 0, {}
     for file_name, names in sorted(files.items()):
-        entries = [(n, tensors.shape(n), target, lambda n=n: produce(n)) for n in names]
+        entries = [(n, tensors.shape(n), _out_dtype(tensors, n, target), lambda n=n: produce(n)) for n in names]
         total += write_safetensors(out / file_name, entries, metadata={"format": "pt"})
         weight_map.update({n: file_name for n in names})
     if (base / "model.safetensors.index.json").exists():
@@ -131,10 +202,16 @@ def write_merged(model, config, base: Path, out: Path, dtype: str, step: int) ->
     hf["dtype"] = hf["torch_dtype"] = dtype
     (out / "config.json").write_text(json.dumps(hf, indent=2))
     _copy_side_files(base, out, ("generation_config.json",) + TOKENIZER_FILES)
-    _write_audio_and_config(model, config, base, out, "merged", dtype, step)
+    _write_audio_and_config(model, config, base, out, "merged", dtype, step, audio_token_id)
 
 
-def write_peft(model, config, base: Path, out: Path, step: int) -> None:
+def _out_dtype(tensors: SafetensorsDir, name: str, target: np.dtype) -> np.dtype:
+    """--dtype for every floating tensor (all of Qwen2's); integer buffers, if a base has any, keep theirs."""
+    dtype = tensors.get(name).dtype
+    return target if np.issubdtype(dtype, np.floating) or dtype == ml_dtypes.bfloat16 else dtype
+
+
+def write_peft(model, config, base: Path, out: Path, step: int, audio_token_id: int) -> None:
     out.mkdir(parents=True)
     arrays = {}
     for i, name, a, b, _ in lora_entries(model):
@@ -150,7 +227,7 @@ def write_peft(model, config, base: Path, out: Path, step: int) -> None:
                "init_lora_weights": True, "use_rslora": False, "use_dora": False, "modules_to_save": None}
     (out / "adapter_config.json").write_text(json.dumps(adapter, indent=2))
     _copy_side_files(base, out, TOKENIZER_FILES)
-    _write_audio_and_config(model, config, base, out, "peft", "float32", step)
+    _write_audio_and_config(model, config, base, out, "peft", "float32", step, audio_token_id)
 
 
 def _copy_side_files(base: Path, out: Path, names) -> None:
@@ -159,9 +236,8 @@ def _copy_side_files(base: Path, out: Path, names) -> None:
             shutil.copy2(base / name, out / name)
 
 
-def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dtype: str, step: int) -> None:
-    from aura_jax.build import placeholder_token_id
-
+def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dtype: str, step: int,
+                            audio_token_id: int) -> None:
     e = model.audio_embed
     save_arrays(out / "audio_embed.safetensors", {
         "proj.weight": np.ascontiguousarray(np.asarray(e.proj.kernel[...], np.float32).T),
@@ -175,7 +251,7 @@ def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dty
                       "patch_frames": a.patch_frames, "num_audio_tokens": a.num_audio_tokens,
                       "layer_norm_eps": e.norm.eps},
             "audio_token": p.audio_token,
-            "audio_token_id": placeholder_token_id(base, p.audio_token, model.llm.config.vocab_size),
+            "audio_token_id": int(audio_token_id),
             "prompt": {"system": p.system, "asr_instruction": p.asr_instruction},
             "lora": {"num_layers": lo.num_layers, "rank": lo.rank, "alpha": lo.scale_alpha, "targets": list(lo.targets)},
             "bidirectional_audio": config.distill.bidirectional_audio}
