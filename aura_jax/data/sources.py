@@ -99,6 +99,15 @@ def _file_key(path: Path) -> str:
 # ---------------------------------------------------------------------------
 # CommonVoice
 # ---------------------------------------------------------------------------
+def _text(raw, where: str) -> str | BadRow:
+    """A transcript cell (bytes or str) as stripped text, or the reason it is unusable."""
+    try:
+        text = (raw.decode("utf-8") if isinstance(raw, bytes) else (raw or "")).strip()
+    except UnicodeDecodeError as e:
+        return BadRow("non_utf8", where, str(e))
+    return text or BadRow("empty_text", where)
+
+
 def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | BadRow]:
     """A CommonVoice release dir: `src.tsv` (tab-separated, no quoting) beside `clips/`."""
     root = Path(src.path)
@@ -122,12 +131,13 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
                 yield BadRow("empty_text", where, "too few columns")
                 continue
             try:
-                clip, sentence = fields[ip].decode("utf-8"), fields[isent].decode("utf-8").strip()
+                clip = fields[ip].decode("utf-8")
             except UnicodeDecodeError as e:
                 yield BadRow("non_utf8", where, str(e))
                 continue
-            if not sentence:
-                yield BadRow("empty_text", where)
+            sentence = _text(fields[isent], where)
+            if isinstance(sentence, BadRow):
+                yield sentence
                 continue
             ref = _file_ref(root / "clips" / clip, where)
             if isinstance(ref, BadRow):
@@ -191,13 +201,9 @@ def read_parquet(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | BadR
         texts = _texts(table.column(src.text_column))
         for i, (cell, raw) in enumerate(zip(audio, texts)):
             where = f"{file} row {i}"
-            try:
-                text = (raw.decode("utf-8") if isinstance(raw, bytes) else (raw or "")).strip()
-            except UnicodeDecodeError as e:
-                yield BadRow("non_utf8", where, str(e))
-                continue
-            if not text:
-                yield BadRow("empty_text", where)
+            text = _text(raw, where)
+            if isinstance(text, BadRow):
+                yield text
                 continue
             cell = {"path": cell} if isinstance(cell, str) else (cell or {})
             path = cell.get("path")
