@@ -11,18 +11,19 @@ average, latency per sample) and, for SD-QA, DiVA-Eval style `<dialect>_outs.txt
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from aura_jax.evaluate.answer_judges import load_answer_judges
 from aura_jax.evaluate.datasets import SDQA_DIALECTS, EvalItem, read_heysquad, read_sdqa
 from aura_jax.evaluate.metrics import asr_scores, qa_scores
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
 TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold")
+QA_METRICS = ("cfm", "pedants", "contains", "f1", "exact_match")  # table rows: the paper's judges first
 
 
 def load_items(task: str, data: str, split: str | None = None, limit: int | None = None) -> list[EvalItem]:
@@ -159,7 +160,8 @@ def _aura_config_path(target: str) -> Path:
 # ---------------------------------------------------------------------------
 def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_size: int = 8, out: str | None = None,
              limit: int | None = None, split: str | None = None, whisper: str | None = None,
-             max_new_tokens: int = 64, device: str = "cpu", progress: bool = True) -> dict:
+             max_new_tokens: int = 64, device: str = "cpu", progress: bool = True,
+             qa_metrics_dir: str | None = None) -> dict:
     from tqdm import tqdm
 
     from aura_jax.config import ConfigError
@@ -173,6 +175,7 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
     items = load_items(task, data, split, limit)
     if not items:
         raise ConfigError(f"{data}: no {task} items to evaluate")
+    judges = load_answer_judges(qa_metrics_dir) if task != "asr" else None  # a bad dir fails before decoding
     answer, instruction = make_system(target, system, task, whisper=whisper, max_new_tokens=max_new_tokens,
                                       device=device)
     predictions, seconds = [], 0.0
@@ -188,10 +191,12 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
     summary = {"task": task, "system": system, "target": str(target), "items": len(items), "batch_size": batch_size,
                "instruction": instruction, "max_new_tokens": max_new_tokens,
                "latency_s_per_sample": seconds / len(items), "samples_per_s": len(items) / seconds,
-               "qa_metrics": qa_metrics_status()}
+               "qa_metrics": judges.status if judges else "n/a (ASR)"}
     rows = []
     for it, pred in zip(items, predictions):
-        scores = qa_scores(pred, it.references) if task != "asr" else {}
+        scores = {}
+        if judges:
+            scores = {**judges.score(it.question, pred, it.references), **qa_scores(pred, it.references)}
         rows.append({"id": it.id, "dialect": it.dialect, "question": it.question, "prediction": pred,
                      "references": it.references, "scores": scores})
     with open(out_dir / "predictions.jsonl", "w") as f:
@@ -207,12 +212,17 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
     return summary
 
 
+def _dialects(rows) -> list[str]:
+    """SD-QA's dialect order where it applies, else the order the data has them."""
+    present = list(dict.fromkeys(r["dialect"] for r in rows))
+    return [d for d in SDQA_DIALECTS if d in present] + [d for d in present if d not in SDQA_DIALECTS]
+
+
 def _qa_table(rows) -> dict:
-    dialects = [d for d in SDQA_DIALECTS if any(r["dialect"] == d for r in rows)] or [""]
     table = {}
-    for metric in ("contains", "f1", "exact_match"):
+    for metric in [m for m in QA_METRICS if m in rows[0]["scores"]]:
         per = {d or "all": 100 * float(np.mean([r["scores"][metric] for r in rows if r["dialect"] == d]))
-               for d in dialects}
+               for d in _dialects(rows)}
         per["AVG"] = float(np.mean(list(per.values())))
         table[metric] = per
     return table
@@ -232,7 +242,7 @@ def _write_tables(out_dir: Path, table: dict, summary: dict) -> None:
                      + f" | {summary['latency_s_per_sample']:.3f} |")
     lines += ["", f"system {summary['system']}, {summary['items']} items, batch {summary['batch_size']}, "
               f"prompt {summary['instruction']!r}, {summary['samples_per_s']:.2f} samples/s. "
-              f"PEDANTS/CFM: {summary['qa_metrics']}"]
+              f"{summary['qa_metrics']}."]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -242,19 +252,12 @@ def _write_tables(out_dir: Path, table: dict, summary: dict) -> None:
 
 
 def _write_diva_outs(out_dir: Path, rows) -> None:
-    """DiVA-Eval's per-dialect files: id[SEP_DIAL]\"\"\"pred\"\"\"[SEP_DIAL]score (score: `contains`)."""
-    for dialect in SDQA_DIALECTS:
-        lines = [f'{r["id"]}[SEP_DIAL]"""{r["prediction"]}"""[SEP_DIAL]{r["scores"]["contains"]}'
+    """DiVA-Eval's per-dialect files: id[SEP_DIAL]\"\"\"pred\"\"\"[SEP_DIAL]score (CFM when computed, else `contains`)."""
+    metric = "cfm" if "cfm" in rows[0]["scores"] else "contains"
+    for dialect in _dialects(rows):
+        lines = [f'{r["id"]}[SEP_DIAL]"""{r["prediction"]}"""[SEP_DIAL]{r["scores"][metric]}'
                  for r in rows if r["dialect"] == dialect]
-        if lines:
-            (out_dir / f"{dialect}_outs.txt").write_text("\n".join(lines) + "\n")
-
-
-def qa_metrics_status() -> str:
-    """One line on PEDANTS/CFM (the qa-metrics package downloads its model files at construction)."""
-    if importlib.util.find_spec("qa_metrics") is None:
-        return "not computed: the qa-metrics package is not installed (it downloads model files at run time)"
-    return "not computed: qa-metrics is installed but its scorer is not wired into this harness yet"
+        (out_dir / f"{dialect or 'all'}_outs.txt").write_text("\n".join(lines) + "\n")
 
 
 def add_arguments(p) -> None:
@@ -269,12 +272,15 @@ def add_arguments(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default="cpu", help="PyTorch device for exports and the cascade")
     p.add_argument("--out", default=None, help="output directory (default TARGET/eval/TASK_SYSTEM)")
+    p.add_argument("--qa-metrics-dir", default=None,
+                   help="local copy of qa-metrics' model files for CFM/PEDANTS: DIR/cfm, DIR/pedants, DIR/nltk_data")
 
 
 def main(args) -> int:
     summary = run_eval(args.target, args.task, args.data, system=args.system, batch_size=args.batch_size,
                        out=args.out, limit=args.limit, split=args.split, whisper=args.whisper,
-                       max_new_tokens=args.max_new_tokens, device=args.device)
+                       max_new_tokens=args.max_new_tokens, device=args.device,
+                       qa_metrics_dir=args.qa_metrics_dir)
     print((Path(summary["out_dir"]) / "results.md").read_text())
     print(f"wrote {summary['out_dir']}")
     return 0

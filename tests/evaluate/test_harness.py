@@ -80,3 +80,28 @@ def test_bad_requests_are_one_line_errors(tiny_run_dir, sdqa_dir, capsys):
     assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--system", "cascade"]) == 2
     err = capsys.readouterr().err
     assert "gold needs text questions" in err and "cascade needs --whisper" in err
+
+
+def test_cfm_and_pedants_columns_with_a_local_copy_of_qa_metrics_files(tiny_run_dir, sdqa_dir, qa_metrics_dir,
+                                                                         tmp_path):
+    out = tmp_path / "judged"
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--limit", "4",
+                 "--batch-size", "4", "--max-new-tokens", "4", "--out", str(out),
+                 "--qa-metrics-dir", str(qa_metrics_dir)]) == 0
+    rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(set(r["scores"]) == {"cfm", "pedants", "contains", "f1", "exact_match"} for r in rows)
+    assert all(r["scores"]["cfm"] in (0.0, 1.0) for r in rows)
+    table = (out / "results.md").read_text()
+    assert [l.split("|")[1].strip() for l in table.splitlines()[2:4]] == ["cfm", "pedants"]
+    assert "CFM and PEDANTS by qa-metrics" in table
+    first = rows[0]  # DiVA-Eval files carry the CFM judgment
+    line = (out / f"{first['dialect']}_outs.txt").read_text().splitlines()[0]
+    assert line.rsplit("[SEP_DIAL]", 1)[1] == str(first["scores"]["cfm"])
+
+
+def test_without_qa_metrics_files_the_table_says_why_in_one_line(tiny_run_dir, sdqa_dir, tmp_path):
+    out = tmp_path / "unjudged"
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--limit", "2",
+                 "--batch-size", "2", "--max-new-tokens", "2", "--out", str(out)]) == 0
+    note = [l for l in (out / "results.md").read_text().splitlines() if "CFM/PEDANTS not computed" in l]
+    assert len(note) == 1
