@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pyarrow as pa
+
 from aura_jax.data.sources import AudioRef, DataError, arrow_tables
 
 SDQA_DIALECTS = ("usa", "gbr", "phl", "ind_s", "ind_n", "irl", "aus", "nzl", "nga", "zaf", "kenya")
@@ -49,20 +51,33 @@ def _audio(cell, where: str, base: Path) -> AudioRef | None:
     return None
 
 
-def read_sdqa(path: str | Path, split: str = "dev", dialects=SDQA_DIALECTS) -> list[EvalItem]:
+def audio_columns(table) -> list[str]:
+    """The SD-QA dialect columns when all are there; else every audio column (struct with bytes
+    and path), in file order — the layout of sets spoken by other voices, e.g. `make-corpus`'s."""
+    if all(d in table.column_names for d in SDQA_DIALECTS):
+        return list(SDQA_DIALECTS)
+    return [f.name for f in table.schema
+            if pa.types.is_struct(f.type) and {"bytes", "path"} <= {c.name for c in f.type}]
+
+
+def read_sdqa(path: str | Path, split: str = "dev", dialects=None) -> list[EvalItem]:
+    """SD-QA items, one per (row with an answer, dialect); `dialects` None → `audio_columns`."""
     path = Path(path)
     base = path if path.is_dir() else path.parent
     items = []
     for file, table in _split_tables(path, split):
-        missing = [c for c in ("id", "question", "answers", *dialects) if c not in table.column_names]
+        columns = dialects or audio_columns(table)
+        if not columns:
+            raise DataError(f"{file}: not the SD-QA layout (no audio columns; columns {table.column_names})")
+        missing = [c for c in ("id", "question", "answers", *columns) if c not in table.column_names]
         if missing:
             raise DataError(f"{file}: not the SD-QA layout (missing columns {missing})")
-        cols = {c: table.column(c).to_pylist() for c in ("id", "question", "answers", *dialects)}
+        cols = {c: table.column(c).to_pylist() for c in ("id", "question", "answers", *columns)}
         for i in range(table.num_rows):
             answers = [a for a in (cols["answers"][i] or []) if a and a.strip()]
             if not answers:  # the paper's 494: rows with at least one answer
                 continue
-            for dialect in dialects:
+            for dialect in columns:
                 audio = _audio(cols[dialect][i], f"{file.name}:{i}:{dialect}", base)
                 if audio is not None:
                     items.append(EvalItem(str(cols["id"][i]), dialect, cols["question"][i], answers, audio))

@@ -44,3 +44,14 @@ def test_heysquad_validation_skips_impossible_and_empty(tmp_path):
     pq.write_table(table, tmp_path / "validation-00000-of-00001.parquet")
     items = read_heysquad(tmp_path)
     assert [i.id for i in items] == ["a"] and items[0].references == ["forty"] and items[0].context == "ctx"
+
+
+def test_sdqa_layout_with_other_voice_columns_reads_every_audio_column(tmp_path):
+    """Sets spoken by other voices (make-corpus) keep the layout; their audio columns are the dialects."""
+    audio = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    cell = {"bytes": b"RIFF", "path": "a.wav"}
+    pq.write_table(pa.table({"id": ["1", "2"], "question": ["q1", "q2"], "answers": [["a"], []],
+                             "en_gb_scotland": pa.array([cell, cell], audio), "en_029": pa.array([cell, None], audio)}),
+                   tmp_path / "dev.parquet")
+    items = read_sdqa(tmp_path / "dev.parquet")
+    assert [(i.id, i.dialect) for i in items] == [("1", "en_gb_scotland"), ("1", "en_029")]
