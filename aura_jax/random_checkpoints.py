@@ -119,6 +119,15 @@ PRESETS = {
                                          decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
                                          encoder_ffn_dim=5120, decoder_ffn_dim=5120, max_source_positions=1500,
                                          max_target_positions=448)),
+    # Compute-bound on a CPU (bench-train's JAX vs PyTorch step, configs/bench_cpu.yaml).
+    "bench-cpu-qwen2": ("qwen2", dict(vocab_size=8192, hidden_size=512, intermediate_size=2048,
+                                      num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
+                                      rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                                      max_position_embeddings=4096)),
+    "bench-cpu-whisper": ("whisper", dict(vocab_size=51866, num_mel_bins=128, d_model=384, encoder_layers=4,
+                                          decoder_layers=1, encoder_attention_heads=6, decoder_attention_heads=6,
+                                          encoder_ffn_dim=1536, decoder_ffn_dim=1536, max_source_positions=1500,
+                                          max_target_positions=448)),
     "tiny": ("qwen2", None),
     "tiny-whisper": ("whisper", None),
 }

@@ -1,0 +1,313 @@
+"""`aura-jax bench-train CONFIG [key=value ...]`: training-step throughput and MFU.
+
+Builds the model, sharding and optimizer exactly as `aura-jax train` does (it
+is `aura_jax.train.Trainer` and its compiled step: there is no second training
+step here), compiles once (compile time reported), runs `--warmup` steps, then
+times `--steps` steps, each closed by `jax.block_until_ready`. Reported: step
+time (median / mean / min), examples/s, audio and text tokens/s, model FLOPs per
+step (`aura_jax.flops`, what the step computes), achieved TFLOP/s and MFU
+against `--peak-tflops` or the known dense peak of the device (CPU: n/a unless
+given), plus XLA's own FLOP count of the compiled program.
+
+Data: `--data synthetic` (default) builds one batch of the configured shapes
+(global batch `batch_size`, `data.text_bucket` text slots unless
+`--text-tokens`, the largest audio bucket, every row speech) from a fixed seed
+without reading any dataset; `--data config` takes batch 0 of the configured
+data pipeline. The batch is placed once and reused: input time is excluded.
+
+`--torch-reference` then runs the same step in PyTorch (transformers Qwen2 +
+peft LoRA + transformers Whisper encoder truncated to the deepest paired layer,
+same patch embedding, heads, loss and AdamW; `aura_jax.torch.reference_step`),
+from the same HF directories, starting from the same trainable values, on the
+same batch, timed the same way, and reports the ratio JAX time / PyTorch time
+and both step-0 losses.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(p) -> None:
+    p.add_argument("config", help="YAML config, e.g. configs/bench_cpu.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides (as for `aura-jax train`)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation (default 2)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense peak TFLOP/s per device for MFU (default: known table; CPU: none → MFU n/a)")
+    p.add_argument("--data", choices=["synthetic", "config"], default="synthetic",
+                   help="synthetic batch of the configured shapes (default) or batch 0 of the configured data")
+    p.add_argument("--text-tokens", type=int, default=None, help="synthetic: text slots per row (default data.text_bucket)")
+    p.add_argument("--torch-reference", action="store_true", help="also time the PyTorch reference step")
+    p.add_argument("--torch-steps", type=int, default=None, help="timed PyTorch steps (default --steps)")
+    p.add_argument("--torch-device", default="cpu", help="device of the PyTorch reference (default cpu)")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: physical cores)")
+    p.add_argument("--torch-attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention kernel")
+    p.add_argument("--json", default=None, help="write the report as JSON here")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (distinct (package, core) pairs in /proc/cpuinfo; os.cpu_count() otherwise)."""
+    import os
+
+    try:
+        pairs, phys = set(), None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                phys = line.split(":")[1].strip()
+            elif line.startswith("core id"):
+                pairs.add((phys, line.split(":")[1].strip()))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def synthetic_batch(config, *, vocab_size: int, placeholder_id: int, text_len: int | None = None,
+                    rows: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """A batch of the configured shapes: every row speech (placeholder at slot 8, full-length audio),
+    random token ids, the second half of the text slots CE targets."""
+    from aura_jax.audio import N_FRAMES
+
+    rng = np.random.default_rng(seed)
+    b = config.batch_size if rows is None else rows
+    t = config.data.text_bucket if text_len is None else text_len
+    frames = max(config.data.audio_buckets)
+    m, segments = config.audio.n_mels, config.audio.teacher_segments
+    if t < 2:
+        raise ValueError(f"text_len={t} must be >= 2")
+    ids = rng.integers(0, vocab_size - 1, size=(b, t), dtype=np.int32)
+    ids = np.where(ids >= placeholder_id, ids + 1, ids).astype(np.int32)  # never the placeholder by chance
+    ids[:, min(8, t // 4)] = placeholder_id
+    loss_mask = np.zeros((b, t), bool)
+    loss_mask[:, t // 2:] = True
+    features = (rng.standard_normal((b, m, frames)) * 0.5).astype(np.float32)
+    batch = dict(input_ids=ids, attention_mask=np.ones((b, t), bool), loss_mask=loss_mask,
+                 audio_features=features, audio_valid_frames=np.full((b,), frames, np.int32))
+    if frames < N_FRAMES or segments > 1:
+        teacher = (rng.standard_normal((b, segments, m, N_FRAMES)) * 0.5).astype(np.float32)
+        teacher[:, 0, :, :frames] = features
+        batch["teacher_features"] = teacher
+        batch["teacher_valid_frames"] = np.full((b, segments), N_FRAMES, np.int32)
+        batch["teacher_valid_frames"][:, 0] = frames
+    return batch
+
+
+def trainable_arrays(params) -> dict[str, np.ndarray]:
+    """The Trainable nnx.State as {'llm/layers/0/self_attn/q_proj/lora_a': array, ...} on the host."""
+    from flax import nnx
+
+    import jax
+
+    out = {}
+    for path, var in nnx.to_flat_state(params):
+        value = var.get_value() if hasattr(var, "get_value") else getattr(var, "value", var)
+        out["/".join(str(p) for p in path)] = np.asarray(jax.device_get(value))
+    return out
+
+
+def _stats(seconds: list[float]) -> dict:
+    return {"median_s": statistics.median(seconds), "mean_s": statistics.fmean(seconds), "min_s": min(seconds),
+            "max_s": max(seconds), "n": len(seconds)}
+
+
+def cost_analysis_flops(compiled) -> float | None:
+    """XLA's FLOP count of a compiled program (per device under SPMD), or None if the backend has none."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])
+
+
+def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "synthetic", text_tokens: int | None = None,
+              keep_initial_trainables: bool = False, log=print) -> dict:
+    """Compile once, warm up, time `steps` steps of `Trainer`'s compiled step on one fixed batch."""
+    import jax
+
+    from aura_jax import sharding as shd
+    from aura_jax.build import ensure_random_checkpoints, placeholder_token_id
+    from aura_jax.hf import read_config
+    from aura_jax.train import Trainer
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps={steps} must be >= 1 and --warmup={warmup} >= 0")
+    ensure_random_checkpoints(config)
+    trainer = Trainer(config, log=log)
+    vocab = int(read_config(config.model.llm)["vocab_size"])
+    if data == "config":
+        from aura_jax.data.pipeline import TrainData
+        from aura_jax.tokenizer import ChatTokenizer
+
+        tokenizer = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
+        local = TrainData(config, tokenizer, process_index=jax.process_index(),
+                          process_count=jax.process_count()).batch(0)
+    else:
+        pid = placeholder_token_id(config.model.llm, config.prompt.audio_token, vocab)
+        full = synthetic_batch(config, vocab_size=vocab, placeholder_id=pid, text_len=text_tokens)
+        b = config.batch_size // jax.process_count()
+        local = {k: v[jax.process_index() * b:(jax.process_index() + 1) * b] for k, v in full.items()}
+    host_batch = {k: np.asarray(v) for k, v in local.items()}
+    initial = trainable_arrays(trainer.state.params) if keep_initial_trainables else None
+
+    batch = shd.global_batch({k: v for k, v in local.items() if k != "example_index"}, trainer.mesh, trainer.rules)
+    start = time.perf_counter()
+    step = trainer.compiled_step(batch)
+    compile_s = time.perf_counter() - start
+    times, loss0 = [], None
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        trainer.state, metrics = step(trainer.state, trainer.frozen, batch)
+        jax.block_until_ready((trainer.state, metrics))
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+        if i == 0:
+            loss0 = {k: float(np.asarray(jax.device_get(metrics[k]))) for k in ("loss", "ce", "distill")}
+    batch_shapes = {k: tuple(v.shape) for k, v in batch.items()}
+    device = jax.devices()[0]
+    out = {"compile_s": compile_s, "step_time": _stats(times), "step0": loss0, "batch_shapes": batch_shapes,
+           "xla_flops_per_device": cost_analysis_flops(step), "backend": jax.default_backend(),
+           "device_kind": device.device_kind, "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape),
+           "host_batch": host_batch, "initial_trainables": initial, "placeholder_id": None}
+    if data == "synthetic":
+        out["placeholder_id"] = pid
+    del trainer, step, batch
+    return out
+
+
+def report(config, jax_run: dict, *, peak_tflops: float | None = None) -> dict:
+    """The figures: throughput, model FLOPs, achieved TFLOP/s, MFU."""
+    from aura_jax.flops import known_peak_tflops, shapes_from_config, step_flops
+
+    shapes = shapes_from_config(config, jax_run["batch_shapes"])
+    flops = step_flops(shapes)
+    batch = jax_run["host_batch"]
+    median = jax_run["step_time"]["median_s"]
+    n_proc = 1
+    try:
+        import jax
+
+        n_proc = jax.process_count()
+    except Exception:
+        pass
+    rows = shapes.batch
+    text = int(np.asarray(batch["attention_mask"]).sum()) * n_proc
+    speech_rows = int((np.asarray(batch["audio_valid_frames"]) > 0).sum()) * n_proc
+    audio = speech_rows * shapes.audio_tokens
+    peak = peak_tflops
+    peak_source = "--peak-tflops" if peak is not None else None
+    if peak is None and jax_run["backend"] != "cpu":
+        peak = known_peak_tflops(jax_run["device_kind"], config.model.compute_dtype)
+        peak_source = f"table ({jax_run['device_kind']}, {config.model.compute_dtype})" if peak else None
+    achieved = flops["total"] / median / 1e12
+    n_dev = jax_run["num_devices"]
+    return {
+        "config": {"llm": config.model.llm, "teacher": config.model.teacher, "dtype": config.model.compute_dtype,
+                   "param_dtype": config.model.param_dtype, "lora_layers": config.lora.num_layers,
+                   "lora_rank": config.lora.rank},
+        "device": {"backend": jax_run["backend"], "kind": jax_run["device_kind"], "count": n_dev,
+                   "mesh": jax_run["mesh"]},
+        "shapes": {"batch": rows, "text_slots": shapes.text_len, "audio_frames": shapes.audio_frames,
+                   "audio_tokens_per_row": shapes.audio_tokens, "seq_len": shapes.seq_len,
+                   "teacher_depth": shapes.teacher_depth, "teacher_segments": shapes.teacher_segments},
+        "compile_s": jax_run["compile_s"],
+        "step_time_median_s": median, "step_time_mean_s": jax_run["step_time"]["mean_s"],
+        "step_time_min_s": jax_run["step_time"]["min_s"], "steps_timed": jax_run["step_time"]["n"],
+        "examples_per_s": rows / median, "audio_tokens_per_s": audio / median, "text_tokens_per_s": text / median,
+        "tokens_per_s": (audio + text) / median,
+        "model_flops_per_step": flops["total"], "flops_breakdown": flops,
+        "xla_flops_per_step": (jax_run["xla_flops_per_device"] * n_dev
+                               if jax_run["xla_flops_per_device"] is not None else None),
+        "achieved_tflops": achieved, "achieved_tflops_per_device": achieved / n_dev,
+        "peak_tflops_per_device": peak, "peak_source": peak_source,
+        "mfu": (achieved / (peak * n_dev)) if peak else None,
+        "loss_step0": jax_run["step0"],
+    }
+
+
+def run_bench(config, *, steps: int = 10, warmup: int = 2, peak_tflops: float | None = None,
+              data: str = "synthetic", text_tokens: int | None = None, torch_reference: bool = False,
+              torch_steps: int | None = None, torch_device: str = "cpu", torch_threads: int | None = None,
+              torch_attn: str = "sdpa", log=print) -> dict:
+    jax_run = bench_jax(config, steps=steps, warmup=warmup, data=data, text_tokens=text_tokens,
+                        keep_initial_trainables=torch_reference, log=log)
+    out = report(config, jax_run, peak_tflops=peak_tflops)
+    if torch_reference:
+        from aura_jax.torch.reference_step import bench_reference
+
+        threads = torch_threads or physical_cores()
+        ref = bench_reference(config, jax_run["host_batch"], trainables=jax_run["initial_trainables"],
+                              steps=torch_steps or steps, warmup=warmup, device=torch_device, threads=threads,
+                              attn_implementation=torch_attn)
+        ref["examples_per_s"] = out["shapes"]["batch"] / ref["step_time_median_s"]
+        ref["achieved_tflops"] = out["model_flops_per_step"] / ref["step_time_median_s"] / 1e12
+        out["torch"] = ref
+        out["ratio_jax_over_torch"] = out["step_time_median_s"] / ref["step_time_median_s"]
+        l_jax, l_torch = out["loss_step0"]["loss"], ref["loss_step0"]["loss"]
+        out["loss_step0_rel_diff"] = abs(l_jax - l_torch) / max(abs(l_torch), 1e-12)
+    return out
+
+
+def format_report(r: dict) -> str:
+    g = lambda x: "n/a" if x is None else f"{x:.4g}"
+    s = r["shapes"]
+    mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.2f}%"
+    lines = [
+        f"device: {r['device']['kind']} x{r['device']['count']} ({r['device']['backend']}), mesh {r['device']['mesh']}, "
+        f"{r['config']['dtype']}",
+        f"batch {s['batch']} rows x ({s['text_slots']} text slots + {s['audio_tokens_per_row']} audio tokens) "
+        f"-> {s['seq_len']} positions; teacher runs {s['teacher_depth']} layers",
+        f"compile: {r['compile_s']:.2f} s",
+        f"step time: median {r['step_time_median_s']:.4f} s, mean {r['step_time_mean_s']:.4f} s, "
+        f"min {r['step_time_min_s']:.4f} s over {r['steps_timed']} steps",
+        f"throughput: {r['examples_per_s']:.3f} examples/s, {r['audio_tokens_per_s']:.1f} audio tokens/s, "
+        f"{r['text_tokens_per_s']:.1f} text tokens/s",
+        f"model FLOPs/step: {r['model_flops_per_step']:.4e} (XLA cost analysis: {g(r['xla_flops_per_step'])})",
+        f"achieved: {r['achieved_tflops']:.4g} TFLOP/s ({r['achieved_tflops_per_device']:.4g} per device); "
+        f"peak {g(r['peak_tflops_per_device'])} per device ({r['peak_source'] or 'unknown: pass --peak-tflops'}); "
+        f"MFU {mfu}",
+        f"step-0 loss (JAX): {r['loss_step0']['loss']:.6f} (ce {r['loss_step0']['ce']:.6f}, "
+        f"distill {r['loss_step0']['distill']:.6f})",
+    ]
+    if "torch" in r:
+        t = r["torch"]
+        lines += [
+            f"PyTorch reference ({t['device']}, {t['threads']} threads, attention {t['attn_implementation']}): "
+            f"median {t['step_time_median_s']:.4f} s, mean {t['step_time_mean_s']:.4f} s over {t['steps_timed']} steps; "
+            f"{t['examples_per_s']:.3f} examples/s; {t['achieved_tflops']:.4g} TFLOP/s",
+            f"step-0 loss (PyTorch): {t['loss_step0']['loss']:.6f} (ce {t['loss_step0']['ce']:.6f}, "
+            f"distill {t['loss_step0']['distill']:.6f}); relative difference {r['loss_step0_rel_diff']:.2e}",
+            f"ratio JAX time / PyTorch time: {r['ratio_jax_over_torch']:.3f}",
+        ]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from aura_jax.config import load_config
+    from aura_jax.distributed import initialize
+
+    config = load_config(args.config, args.overrides)
+    initialize(config.distributed)
+    # No persistent compilation cache here: the compile time reported is a real compile.
+    result = run_bench(config, steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops, data=args.data,
+                       text_tokens=args.text_tokens, torch_reference=args.torch_reference,
+                       torch_steps=args.torch_steps, torch_device=args.torch_device,
+                       torch_threads=args.torch_threads, torch_attn=args.torch_attn)
+    from aura_jax.distributed import is_main_process
+
+    if is_main_process():
+        print(format_report(result))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2, default=float))
+    return 0
