@@ -32,10 +32,10 @@ def _check_parity(args) -> int:
     return 0 if ok else 1
 
 
-def _demo(args) -> int:
-    from aura_jax.demo import run_demo
+def _smoke(args) -> int:
+    from aura_jax.smoke import run_smoke
 
-    run_demo(args.workdir, overrides=args.overrides)
+    run_smoke(args.workdir, overrides=args.overrides)
     return 0
 
 
@@ -117,15 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench_infer.add_arguments(p)
     p.set_defaults(func=bench_infer.main)
 
+    p = sub.add_parser("bench-train", help="training-step time, tokens/s, FLOPs and MFU (optionally vs PyTorch)")
+    _lazy(p, "aura_jax.bench_train", "add_arguments", "main")
+
     p = sub.add_parser("train", help="train AuRA (resumes from run_dir's latest checkpoint)")
     p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=100 mesh.fsdp=-1")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("demo", help="tiny random Qwen2 + Whisper, one AuRA forward + loss on synthesized speech")
-    p.add_argument("--workdir", default="runs/demo", help="where the tiny checkpoints go (default runs/demo)")
+    p = sub.add_parser("smoke", help="tiny random Qwen2 + Whisper, one AuRA forward + loss on synthesized speech")
+    p.add_argument("--workdir", default="runs/smoke", help="where the tiny checkpoints go (default runs/smoke)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_smoke)
+    _lazy(sub.add_parser("demo", help="the paper in miniature: corpus, tiny LM + Whisper, AuRA, eval, export"),
+          "aura_jax.demo", "add_arguments", "main")
+    _lazy(sub.add_parser("repro-mini", help="Tables 3-4 in miniature: loss ablations over 3 seeds"),
+          "aura_jax.demo", "add_repro_arguments", "repro_main")
+    _lazy(sub.add_parser("make-corpus", help="synthesized speech corpus (espeak-ng voices, some held out)"),
+          "aura_jax.demo", "add_corpus_arguments", "corpus_main")
     return parser
 
 

@@ -1,6 +1,7 @@
-"""The README's main job for now: build tiny random Qwen2/Whisper checkpoints
+"""`aura-jax smoke`: build tiny random Qwen2/Whisper checkpoints
 locally, synthesize two spoken prompts, and run one AuRA forward + loss,
-printing the loss terms. (Later issues grow this into the full miniature.)"""
+printing the loss terms — a one-minute check of an install (the full miniature is
+`aura-jax demo`)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def demo_batch(llm_dir: Path, config) -> dict:
                 audio_valid_frames=jnp.asarray(np.array(valid), jnp.int32))
 
 
-def run_demo(workdir: str | Path = "runs/demo", overrides: list[str] = ()) -> dict:
+def run_smoke(workdir: str | Path = "runs/demo", overrides: list[str] = ()) -> dict:
     import jax
     from flax import nnx
 

@@ -46,9 +46,9 @@ def make_aura(tiny_aura_config):
 
 @pytest.fixture(scope="session")
 def tiny_batch(tiny_qwen2_dir, tiny_aura_config):
-    """Two synthesized-speech rows and one text-only row (see aura_jax.demo.demo_batch)."""
+    """Two synthesized-speech rows and one text-only row (see aura_jax.smoke.demo_batch)."""
     from aura_jax.config import load_config
-    from aura_jax.demo import demo_batch
+    from aura_jax.smoke import demo_batch
 
     return demo_batch(tiny_qwen2_dir, load_config(None, tiny_aura_config))
 

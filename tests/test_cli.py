@@ -1,4 +1,4 @@
-"""The `aura-jax` command line: `check-parity` and `demo`.
+"""The `aura-jax` command line: `check-parity` and `smoke`.
 
 Commands run in-process through `aura_jax.cli.main` (stdout/stderr captured);
 one subprocess call proves the installed console script works. Exit codes:
@@ -104,28 +104,28 @@ def test_check_parity_requires_hf_or_run_and_export(capsys):
 
 
 # ---------------------------------------------------------------------------
-# demo
+# smoke
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """`aura-jax demo` once into a fresh workdir: (exit code, stdout, workdir, config.json mtimes)."""
-    workdir = tmp_path_factory.mktemp("demo")
+def smoke_run(tmp_path_factory):
+    """`aura-jax smoke` once into a fresh workdir: (exit code, stdout, workdir, config.json mtimes)."""
+    workdir = tmp_path_factory.mktemp("smoke")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.main(["demo", "--workdir", str(workdir)])
+        code = cli.main(["smoke", "--workdir", str(workdir)])
     configs = sorted(workdir.glob("*/config.json"))
     return code, out.getvalue(), workdir, {p: p.stat().st_mtime_ns for p in configs}
 
 
-def demo_metrics(stdout: str) -> dict[str, float]:
+def smoke_metrics(stdout: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\w+)=(-?[\d.]+(?:e[-+]?\d+)?|nan|inf)(?=\s|$)", stdout)}
 
 
-def test_demo_builds_checkpoints_and_prints_finite_positive_loss_terms(demo_run):
-    code, stdout, workdir, mtimes = demo_run
+def test_smoke_builds_checkpoints_and_prints_finite_positive_loss_terms(smoke_run):
+    code, stdout, workdir, mtimes = smoke_run
     assert code == 0
     assert len(mtimes) == 2, f"expected an LLM and a teacher checkpoint under {workdir}"
-    metrics = demo_metrics(stdout)
+    metrics = smoke_metrics(stdout)
     for key in ("ce", "distill", "loss"):
         assert key in metrics, stdout
         assert math.isfinite(metrics[key]) and metrics[key] > 0, (key, stdout)
@@ -133,18 +133,18 @@ def test_demo_builds_checkpoints_and_prints_finite_positive_loss_terms(demo_run)
     assert abs(metrics["loss"] - (metrics["ce"] + metrics["distill"])) <= 2e-4
 
 
-def test_demo_reuses_the_checkpoints_in_its_workdir(demo_run, monkeypatch, capsys):
-    code, stdout, workdir, mtimes = demo_run
+def test_smoke_reuses_the_checkpoints_in_its_workdir(smoke_run, monkeypatch, capsys):
+    code, stdout, workdir, mtimes = smoke_run
 
     def no_rebuild(*args, **kwargs):
-        raise AssertionError("the demo rebuilt a checkpoint that already exists")
+        raise AssertionError("the smoke run rebuilt a checkpoint that already exists")
 
     monkeypatch.setattr(rc, "make_qwen2", no_rebuild)
     monkeypatch.setattr(rc, "make_whisper", no_rebuild)
-    assert cli.main(["demo", "--workdir", str(workdir)]) == 0
+    assert cli.main(["smoke", "--workdir", str(workdir)]) == 0
     assert sorted(workdir.glob("*/config.json")) == sorted(mtimes)
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     # same checkpoints, same seed: the same loss terms
-    again = demo_metrics(capsys.readouterr().out)
-    first = demo_metrics(stdout)
+    again = smoke_metrics(capsys.readouterr().out)
+    first = smoke_metrics(stdout)
     assert {k: again[k] for k in ("ce", "distill", "loss")} == {k: first[k] for k in ("ce", "distill", "loss")}
