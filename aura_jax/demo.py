@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ class Size:
 
 
 SIZES = {
-    "full": Size(corpus=dict(num_train_sentences=1200, num_test_sentences=120, num_qa=40), pieces="default",
+    "full": Size(corpus=dict(num_train_sentences=2000, num_test_sentences=120, num_qa=80), pieces="default",
                  train_steps=300, eval_limit=None),
     "quick": Size(corpus=dict(num_train_sentences=160, num_test_sentences=24, num_qa=8), pieces="quick",
                   train_steps=40, eval_limit=None),
@@ -239,7 +240,8 @@ ABLATIONS = {  # name → loss overrides (the paper's Tables 3 and 4)
 }
 
 
-def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: bool = False) -> Path:
+def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: bool = False,
+                   ablations: list[str] | None = None, steps: int | None = None) -> Path:
     import numpy as np
 
     start = time.perf_counter()
@@ -247,9 +249,15 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
     st.corpus()
     st.pieces()
     scores: dict[str, list[tuple[float, float]]] = {}
-    for name, overrides in ABLATIONS.items():
+    unknown = set(ablations or ()) - set(ABLATIONS)
+    if unknown:
+        from aura_jax.config import ConfigError
+
+        raise ConfigError(f"--ablations {sorted(unknown)}: choose from {list(ABLATIONS)}")
+    for name in ablations or ABLATIONS:
+        overrides = ABLATIONS[name] + ([f"steps={steps}"] if steps else [])
         for seed in seeds:
-            slug = name.lower().replace(" ", "_").replace("+", "").replace("(", "").replace(")", "")
+            slug = "_".join(re.findall(r"[a-z]+", name.lower()))
             run = st.train(st.out / "repro_mini" / f"{slug}_seed{seed}", seed, overrides)
             wer = st.evaluate(run, "asr", "aura")["table"]["wer"]["all"]
             qa = st.evaluate(run, "sdqa", "aura")["table"]["contains"]["AVG"]
@@ -272,8 +280,10 @@ def add_repro_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="the demo directory whose corpus and pieces it reuses")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--ablations", nargs="+", default=None, help=f"a subset of {list(ABLATIONS)}")
+    p.add_argument("--steps", type=int, default=None, help="AuRA training steps per run (default: the size's)")
 
 
 def repro_main(args) -> int:
-    run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick)
+    run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick, ablations=args.ablations, steps=args.steps)
     return 0

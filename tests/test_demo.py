@@ -1,0 +1,72 @@
+"""`aura-jax demo --quick` end to end (corpus → tiny LM → tiny Whisper → AuRA → eval → export →
+PyTorch inference → report), its cache, and `aura-jax repro-mini`'s table."""
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
+
+from aura_jax import cli
+from aura_jax.synth import espeak_available
+
+pytestmark = pytest.mark.skipif(not espeak_available(), reason="the demo corpus is spoken by espeak-ng")
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    return out, stdout.getvalue()
+
+
+def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
+    out, stdout = quick_demo
+    report = (out / "report" / "results.md").read_text()
+    for section in ("## ASR on held-out voices", "## Spoken QA on held-out voices",
+                    "## One held-out clip through the exported PyTorch model", "## Wall time", "## Reproduce"):
+        assert section in report
+    for row in ("| aura |", "| cascade |", "| AuRA (hears) |", "| cascade (Whisper → LM) |",
+                "| gold transcript (LM reads) |"):
+        assert row in report
+    # held-out voices are the QA columns; no training voice among them
+    corpus = json.loads((out / "corpus" / "corpus.json").read_text())
+    header = next(l for l in report.splitlines() if l.startswith("| system | EN_"))
+    assert all(v.replace("-", "_").replace("+", "_").upper() in header for v in corpus["heldout_voices"])
+    assert (out / "report" / "aura_loss.png").stat().st_size > 0
+    assert (out / "export" / "aura_config.json").exists()
+    assert re.search(r"heard +: '.+'", stdout) and re.search(r"answer +: '.*'", stdout)
+
+
+def test_a_second_run_reuses_every_stage(quick_demo, monkeypatch):
+    import aura_jax.export as export
+    import aura_jax.train as train
+
+    out, _ = quick_demo
+
+    def redo(*args, **kwargs):
+        raise AssertionError("a cached stage ran again")
+
+    monkeypatch.setattr(train, "train", redo)
+    monkeypatch.setattr(export, "export", redo)
+    stamps = [out / "corpus" / "corpus.json", out / "models" / "lm" / "done.json",
+              out / "models" / "whisper" / "done.json", out / "run" / "eval" / "sdqa_aura" / "summary.json"]
+    before = [p.stat().st_mtime_ns for p in stamps]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert [p.stat().st_mtime_ns for p in stamps] == before
+
+
+def test_repro_mini_tabulates_mean_and_std_over_seeds(quick_demo):
+    out, _ = quick_demo
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["repro-mini", "--quick", "--out", str(out), "--seeds", "0", "1",
+                         "--ablations", "CE only", "--steps", "2"]) == 0
+    table = (out / "report" / "repro_mini.md").read_text()
+    row = next(l for l in table.splitlines() if l.startswith("| CE only |"))
+    assert re.fullmatch(r"\| CE only \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|", row)
+    runs = sorted(p.name for p in (out / "repro_mini").iterdir())
+    assert runs == ["ce_only_seed0", "ce_only_seed1"]
