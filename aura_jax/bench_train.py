@@ -21,6 +21,11 @@ same patch embedding, heads, loss and AdamW; `aura_jax.torch.reference_step`),
 from the same HF directories, starting from the same trainable values, on the
 same batch, timed the same way, and reports the ratio JAX time / PyTorch time
 and both step-0 losses.
+
+Speed features (docs/BENCHMARKS.md, "Speed features"): the `model.remat`, `model.attention`,
+`model.scan_layers` and `model.truncate_teacher` overrides; `--compilation-cache DIR` (cold vs warm
+compile); `--bucket-sweep L1,L2,..` (padding of the real planner on CommonVoice-like clip lengths
+for these audio buckets vs the paper's [3000], the step time at each bucket, expected epoch time).
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ def add_arguments(p) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: physical cores)")
     p.add_argument("--torch-attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention kernel")
     p.add_argument("--json", default=None, help="write the report as JSON here")
+    p.add_argument("--compilation-cache", default=None, metavar="DIR",
+                   help="use a persistent XLA compilation cache in DIR (default: none, the compile is real)")
+    p.add_argument("--bucket-sweep", default=None, metavar="L1,L2,...",
+                   help="padding report on a CommonVoice-like clip-length distribution for these audio buckets "
+                        "vs the paper's [3000], then bench each bucket (data.audio_buckets=[L]) and combine into "
+                        "an expected epoch time")
+    p.add_argument("--clips", type=int, default=10000, help="--bucket-sweep: clips drawn (default 10000)")
 
 
 def physical_cores() -> int:
@@ -110,6 +122,94 @@ def trainable_arrays(params) -> dict[str, np.ndarray]:
         value = var.get_value() if hasattr(var, "get_value") else getattr(var, "value", var)
         out["/".join(str(p) for p in path)] = np.asarray(jax.device_get(value))
     return out
+
+
+# CommonVoice-like clip lengths (an assumption, not measured data): English CommonVoice clips are
+# short read sentences, ~1.5-10 s, mean ~5 s. Log-normal, median 4.8 s, sigma 0.35 (mean 5.1 s),
+# clipped to [1, 10] s; 100 mel frames per second as in Whisper's features.
+COMMONVOICE_LIKE = {"median_s": 4.8, "sigma": 0.35, "min_s": 1.0, "max_s": 10.0}
+
+
+def commonvoice_like_frames(n: int = 10000, seed: int = 0, **kw) -> np.ndarray:
+    """Valid mel frames of n clips drawn from `COMMONVOICE_LIKE` (override with keyword arguments)."""
+    d = dict(COMMONVOICE_LIKE, **kw)
+    rng = np.random.default_rng(seed)
+    seconds = np.clip(rng.lognormal(np.log(d["median_s"]), d["sigma"], n), d["min_s"], d["max_s"])
+    return np.round(seconds * 100).astype(np.int64)
+
+
+def padding_report(frames: np.ndarray, buckets: list[int], *, batch_size: int, patch_frames: int,
+                   seed: int = 0) -> dict:
+    """One epoch of the real planner (`aura_jax.data.plan.Plan`, speech rows only) at these buckets:
+    audio tokens the student computes (batch rows × bucket / P, per batch) vs audio tokens present
+    (ceil(valid frames / P) of the rows in the batches), batches per bucket, rows dropped."""
+    from aura_jax.audio import N_FRAMES
+    from aura_jax.data.plan import Plan
+
+    frames = np.asarray(frames)
+    plan = Plan(np.ones(len(frames), bool), frames, batch_size=batch_size, buckets=list(buckets), seed=seed,
+                epochs=1.0)
+    batches = plan.epoch(0)
+    per_bucket = {int(L): 0 for L in plan.buckets}
+    computed = present = rows = 0
+    for L, idx in batches:
+        per_bucket[int(L)] += 1
+        computed += len(idx) * (L // patch_frames)
+        present += int(np.ceil(np.minimum(frames[idx], N_FRAMES) / patch_frames).sum())
+        rows += len(idx)
+    return {"buckets": [int(L) for L in plan.buckets], "clips": int(len(frames)), "rows_in_batches": rows,
+            "rows_dropped": int(len(frames) - rows), "batches_per_bucket": per_bucket,
+            "audio_tokens_computed": int(computed), "audio_tokens_present": int(present),
+            "padding_fraction": 1.0 - present / computed if computed else 0.0}
+
+
+def bucket_sweep(config, buckets: list[int], *, clips: int = 10000, steps: int = 3, warmup: int = 1,
+                 log=print) -> dict:
+    """Padding report for `buckets` and for the paper's [3000]; the step time at each bucket size
+    (bench-train with data.audio_buckets=[L]); expected epoch time = Σ batches(L) × step time(L)."""
+    import dataclasses
+
+    frames = commonvoice_like_frames(clips, seed=config.seed)
+    p = config.audio.patch_frames
+    reports = {"bucketed": padding_report(frames, buckets, batch_size=config.batch_size, patch_frames=p,
+                                          seed=config.seed),
+               "paper_30s": padding_report(frames, [3000], batch_size=config.batch_size, patch_frames=p,
+                                           seed=config.seed)}
+    step_s = {}
+    for L in sorted(set(buckets) | {3000}):
+        cfg = dataclasses.replace(config, data=dataclasses.replace(config.data, audio_buckets=[L]))
+        run = bench_jax(cfg, steps=steps, warmup=warmup, log=log)
+        step_s[L] = run["step_time"]["median_s"]
+        log(f"bucket {L} frames: step median {step_s[L]:.4f} s (compile {run['compile_s']:.1f} s)")
+    for r in reports.values():
+        r["expected_epoch_s"] = sum(n * step_s[L] for L, n in r["batches_per_bucket"].items())
+    return {"distribution": dict(COMMONVOICE_LIKE, clips=clips, mean_s=float(frames.mean() / 100)),
+            "step_time_median_s": step_s, **reports,
+            "epoch_speedup": reports["paper_30s"]["expected_epoch_s"] / reports["bucketed"]["expected_epoch_s"]}
+
+
+def format_sweep(r: dict) -> str:
+    lines = [f"clip lengths: {r['distribution']}"]
+    for name in ("paper_30s", "bucketed"):
+        x = r[name]
+        lines.append(f"{name} buckets {x['buckets']}: batches {x['batches_per_bucket']}, audio tokens computed "
+                     f"{x['audio_tokens_computed']:,} vs present {x['audio_tokens_present']:,} (padding "
+                     f"{100 * x['padding_fraction']:.1f}%), rows dropped {x['rows_dropped']}, expected epoch "
+                     f"{x['expected_epoch_s']:.1f} s")
+    lines.append("step time by bucket: " + ", ".join(f"{L}: {t:.4f} s" for L, t in r["step_time_median_s"].items()))
+    lines.append(f"expected epoch speed-up of the buckets over 30 s padding: {r['epoch_speedup']:.2f}x")
+    return "\n".join(lines)
+
+
+def memory_analysis(compiled) -> dict | None:
+    """XLA's compiled memory analysis in bytes (None where the backend has none)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:
+        return None
+    if m is None:
+        return None
+    return {k: int(getattr(m, k + "_size_in_bytes")) for k in ("argument", "output", "temp", "alias")}
 
 
 def _stats(seconds: list[float]) -> dict:
@@ -176,7 +276,7 @@ def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "syntheti
     batch_shapes = {k: tuple(v.shape) for k, v in batch.items()}
     device = jax.devices()[0]
     out = {"compile_s": compile_s, "step_time": _stats(times), "step0": loss0, "batch_shapes": batch_shapes,
-           "xla_flops_per_device": cost_analysis_flops(step), "backend": jax.default_backend(),
+           "xla_flops_per_device": cost_analysis_flops(step), "memory": memory_analysis(step), "backend": jax.default_backend(),
            "device_kind": device.device_kind, "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape),
            "host_batch": host_batch, "initial_trainables": initial, "placeholder_id": None}
     if data == "synthetic":
@@ -220,7 +320,9 @@ def report(config, jax_run: dict, *, peak_tflops: float | None = None) -> dict:
         "shapes": {"batch": rows, "text_slots": shapes.text_len, "audio_frames": shapes.audio_frames,
                    "audio_tokens_per_row": shapes.audio_tokens, "seq_len": shapes.seq_len,
                    "teacher_depth": shapes.teacher_depth, "teacher_segments": shapes.teacher_segments},
-        "compile_s": jax_run["compile_s"],
+        "compile_s": jax_run["compile_s"], "memory_bytes": jax_run.get("memory"),
+        "speed_options": {k: getattr(config.model, k, None) for k in ("truncate_teacher", "remat", "attention",
+                                                                      "scan_layers")},
         "step_time_median_s": median, "step_time_mean_s": jax_run["step_time"]["mean_s"],
         "step_time_min_s": jax_run["step_time"]["min_s"], "steps_timed": jax_run["step_time"]["n"],
         "examples_per_s": rows / median, "audio_tokens_per_s": audio / median, "text_tokens_per_s": text / median,
@@ -267,7 +369,9 @@ def format_report(r: dict) -> str:
         f"{r['config']['dtype']}",
         f"batch {s['batch']} rows x ({s['text_slots']} text slots + {s['audio_tokens_per_row']} audio tokens) "
         f"-> {s['seq_len']} positions; teacher runs {s['teacher_depth']} layers",
-        f"compile: {r['compile_s']:.2f} s",
+        f"compile: {r['compile_s']:.2f} s; options {r.get('speed_options')}",
+        "XLA memory per device: " + ("n/a" if not r.get("memory_bytes") else ", ".join(
+            f"{k} {v / 2**20:.1f} MiB" for k, v in r["memory_bytes"].items())),
         f"step time: median {r['step_time_median_s']:.4f} s, mean {r['step_time_mean_s']:.4f} s, "
         f"min {r['step_time_min_s']:.4f} s over {r['steps_timed']} steps",
         f"throughput: {r['examples_per_s']:.3f} examples/s, {r['audio_tokens_per_s']:.1f} audio tokens/s, "
@@ -298,7 +402,19 @@ def main(args) -> int:
 
     config = load_config(args.config, args.overrides)
     initialize(config.distributed)
-    # No persistent compilation cache here: the compile time reported is a real compile.
+    # No persistent compilation cache unless --compilation-cache: the compile time reported is a real compile.
+    if args.compilation_cache:
+        from aura_jax.distributed import enable_compilation_cache
+
+        enable_compilation_cache(args.compilation_cache)
+    if args.bucket_sweep:
+        buckets = [int(x) for x in args.bucket_sweep.split(",") if x]
+        sweep = bucket_sweep(config, buckets, clips=args.clips, steps=args.steps, warmup=args.warmup)
+        print(format_sweep(sweep))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(sweep, indent=2, default=float))
+        return 0
     result = run_bench(config, steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops, data=args.data,
                        text_tokens=args.text_tokens, torch_reference=args.torch_reference,
                        torch_steps=args.torch_steps, torch_device=args.torch_device,

@@ -70,7 +70,10 @@ def load_aura(config: Config, *, place=None) -> AuraModel:
     if config.loss.distill_weight > 0:
         if not config.model.teacher:
             raise ConfigError("model.teacher: set it to a Hugging Face Whisper directory (or loss.distill_weight=0)")
-        teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=teacher_depth(config),
+        # Only the layers up to the deepest paired one are built (model.truncate_teacher=false loads
+        # all; XLA prunes the unused ones from the step anyway, so that costs memory, not FLOPs).
+        depth = teacher_depth(config) if config.model.truncate_teacher else None
+        teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=depth,
                                   compute_dtype=config.model.compute_dtype, place=place)
     token_id = placeholder_token_id(config.model.llm, config.prompt.audio_token, llm.config.vocab_size)
     try:

@@ -46,6 +46,11 @@ class ModelConfig:
     # "tiny": when model.llm / model.teacher do not exist yet, build random tiny checkpoints there
     # (for the tiny config and tests; real runs point at downloaded Hugging Face directories).
     random_init: str = ""
+    # Speed features (docs/BENCHMARKS.md, "Speed features"); the defaults are the plain step.
+    truncate_teacher: bool = True  # build the teacher only up to the deepest paired layer (false: all layers run)
+    remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable: per student decoder layer
+    attention: str = "xla"  # xla (explicit einsum softmax) | dot_product (jax.nn.dot_product_attention: cuDNN on GPU)
+    scan_layers: bool = False  # frozen decoder layers above K run as one lax.scan (experimental; see BENCHMARKS)
 
 
 @dataclasses.dataclass
@@ -331,8 +336,16 @@ def _deep_update(into: dict, new: dict) -> None:
             into[key] = value
 
 
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+ATTENTION_IMPLS = ("xla", "dot_product")
+
+
 def validate(config: Config) -> None:
     """Checks that need no model files (those that do happen when models load)."""
+    if config.model.remat not in REMAT_POLICIES:
+        raise ConfigError(f"model.remat={config.model.remat!r}: use one of {', '.join(REMAT_POLICIES)}")
+    if config.model.attention not in ATTENTION_IMPLS:
+        raise ConfigError(f"model.attention={config.model.attention!r}: use one of {', '.join(ATTENTION_IMPLS)}")
     a = config.audio
     if a.patch_frames < 1 or a.num_frames % a.patch_frames:
         raise ConfigError(f"audio.patch_frames={a.patch_frames} must divide audio.num_frames={a.num_frames}")

@@ -125,6 +125,11 @@ class AuraModel(nnx.Module):
         if not 0 <= placeholder_id < llm.config.vocab_size:
             raise ValueError(f"prompt.audio_token id {placeholder_id} is outside the vocabulary")
         apply_lora(llm, lo.num_layers, lo.rank, lo.scale_alpha, rngs=rngs, targets=tuple(lo.targets))
+        m = config.model
+        scan_from = lo.num_layers if m.scan_layers and lo.num_layers < llm.config.num_hidden_layers - 1 else None
+        llm.set_speed_options(remat=m.remat, attention=m.attention, scan_from=scan_from)
+        if teacher is not None:
+            teacher.set_attention(m.attention)
         self.llm, self.teacher = llm, teacher
         self.audio_embed = AudioPatchEmbed(a.n_mels, a.patch_frames, a.num_frames // a.patch_frames, hidden,
                                            rngs=rngs, dtype=llm.dtype)

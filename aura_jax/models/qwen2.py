@@ -19,6 +19,22 @@ from aura_jax.models.layers import Embed, Linear, RMSNorm
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows stay NaN-free
 
+# model.remat: how a decoder layer is rematerialised in the backward pass ("none": everything the
+# backward needs is kept; "full": only the layer input is kept and the layer is recomputed).
+REMAT_POLICIES = {
+    "full": None,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+ATTENTION_IMPLS = ("xla", "dot_product")
+
+
+def dot_product_attention(q, k, v, bias):
+    """jax.nn.dot_product_attention with an additive bias [b, 1|h, q, s]; GQA by kv-head grouping
+    (q [b, t, heads, d], k/v [b, s, kv_heads, d]). implementation=None: cuDNN flash attention
+    on GPU where it applies, XLA otherwise."""
+    return jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype), scale=q.shape[-1] ** -0.5)
+
 
 @dataclasses.dataclass(frozen=True)
 class Qwen2Config:
@@ -121,6 +137,7 @@ class Qwen2Attention(nnx.Module):
         self.k_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
         self.v_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
         self.o_proj = Linear(c.num_attention_heads * c.head_dim, c.hidden_size, use_bias=False, axes=("heads", "embed"), **kw)
+        self.attention = "xla"  # or "dot_product" (see `Qwen2ForCausalLM.set_speed_options`)
 
     def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None):
         b, t, _ = x.shape
@@ -134,6 +151,9 @@ class Qwen2Attention(nnx.Module):
             k, v, new_kv = k_all.astype(q.dtype), v_all.astype(q.dtype), (k_all, v_all)
         else:
             new_kv = None
+        if self.attention == "dot_product":
+            out = dot_product_attention(q, k, v, bias).reshape(b, t, self.num_heads * self.head_dim)
+            return self.o_proj(out), new_kv
         groups = self.num_heads // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k).astype(jnp.float32) / jnp.sqrt(float(self.head_dim))
@@ -188,6 +208,56 @@ class Qwen2ForCausalLM(nnx.Module):
         self.lm_head = (None if config.tie_word_embeddings else
                         Linear(config.hidden_size, config.vocab_size, use_bias=False, axes=("embed", "vocab"),
                                rngs=rngs, param_dtype=param_dtype, dtype=dtype))
+        self.remat, self.scan_from = "none", None
+
+    def set_speed_options(self, *, remat: str = "none", attention: str = "xla", scan_from: int | None = None):
+        """remat: a `REMAT_POLICIES` key or "none" (every decoder layer, training forward without cache);
+        attention: "xla" | "dot_product"; scan_from: run layers [scan_from:] (identical, no LoRA) as one
+        lax.scan over their stacked weights (None: a Python loop)."""
+        if remat != "none" and remat not in REMAT_POLICIES:
+            raise ValueError(f"remat={remat!r}: use none or one of {', '.join(REMAT_POLICIES)}")
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention={attention!r}: use one of {', '.join(ATTENTION_IMPLS)}")
+        if scan_from is not None and not 0 <= scan_from < len(self.layers):
+            raise ValueError(f"scan_from={scan_from} is outside the {len(self.layers)} layers")
+        self.remat, self.scan_from = remat, scan_from
+        for layer in self.layers:
+            layer.self_attn.attention = attention
+
+    def _run_layers(self, x, cos, sin, bias, hidden):
+        """The training forward (no cache): Python loop, optionally rematerialised / scanned."""
+        policy = REMAT_POLICIES.get(self.remat)
+
+        def apply(graphdef, state, x):
+            return nnx.merge(graphdef, state)(x, cos, sin, bias)[0]
+
+        if self.remat != "none":
+            apply = jax.checkpoint(apply, policy=policy, static_argnums=(0,))
+        layers = list(self.layers)
+        loop = layers if self.scan_from is None else layers[:self.scan_from]
+        for layer in loop:
+            if self.remat == "none":
+                x = layer(x, cos, sin, bias)[0]
+            else:
+                graphdef, state = nnx.split(layer)
+                x = apply(graphdef, state, x)
+            if hidden is not None:
+                hidden.append(x)
+        if self.scan_from is not None:
+            splits = [nnx.split(layer) for layer in layers[self.scan_from:]]
+            graphdef = splits[0][0]
+            if any(gd != graphdef for gd, _ in splits[1:]):
+                raise ValueError(f"scan_layers: layers {self.scan_from}.. differ in structure (LoRA in them?)")
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[st for _, st in splits])
+
+            def body(carry, state):
+                y = apply(graphdef, state, carry)
+                return y, (y if hidden is not None else None)
+
+            x, ys = jax.lax.scan(body, x, stacked)
+            if hidden is not None:
+                hidden.extend(ys[i] for i in range(ys.shape[0]))
+        return x
 
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
@@ -216,7 +286,10 @@ class Qwen2ForCausalLM(nnx.Module):
 
         hidden = [x] if output_hidden_states else None
         new_keys, new_values = [], []
-        for i, layer in enumerate(self.layers):
+        fast = cache is None and (self.remat != "none" or self.scan_from is not None)
+        if fast:
+            x = self._run_layers(x, cos, sin, bias, hidden)
+        for i, layer in enumerate([] if fast else self.layers):
             cache_kv = None if cache is None else (cache.keys[i], cache.values[i])
             x, new_kv = layer(x, cos, sin, bias, cache_kv, start)
             if new_kv is not None:

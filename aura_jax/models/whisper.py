@@ -73,11 +73,15 @@ class WhisperAttention(nnx.Module):
         self.k_proj = Linear(d_model, d_model, use_bias=False, axes=("embed", "heads"), **kw)
         self.v_proj = Linear(d_model, d_model, use_bias=True, axes=("embed", "heads"), **kw)
         self.out_proj = Linear(d_model, d_model, use_bias=True, axes=("heads", "embed"), **kw)
+        self.attention = "xla"  # or "dot_product": jax.nn.dot_product_attention (cuDNN flash on GPU)
 
     def __call__(self, x):
         b, t, d = x.shape
         split = lambda y: y.reshape(b, t, self.num_heads, self.head_dim)
         q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        if self.attention == "dot_product":
+            out = jax.nn.dot_product_attention(q, k, v, scale=self.head_dim ** -0.5)
+            return self.out_proj(out.reshape(b, t, d))
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * self.head_dim ** -0.5
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         return self.out_proj(jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, d))
@@ -116,6 +120,13 @@ class WhisperEncoder(nnx.Module):
         self.layers = nnx.List([WhisperEncoderLayer(config, **kw) for _ in range(n)])
         # The final LayerNorm only exists when the encoder is complete.
         self.layer_norm = LayerNorm(config.d_model, rngs=rngs, param_dtype=param_dtype) if self.is_complete else None
+
+    def set_attention(self, attention: str) -> None:
+        """"xla" (explicit einsum softmax) or "dot_product" (jax.nn.dot_product_attention)."""
+        if attention not in ("xla", "dot_product"):
+            raise ValueError(f"attention={attention!r}: use xla or dot_product")
+        for layer in self.layers:
+            layer.self_attn.attention = attention
 
     @property
     def is_complete(self) -> bool:

@@ -1,0 +1,90 @@
+"""Speed features (docs/BENCHMARKS.md, "Speed features"): rematerialisation, jax.nn.dot_product_attention,
+scan over the frozen upper layers and the untruncated teacher change how the step is computed, never
+what it computes: same logits, loss and gradients as the plain step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from aura_jax import random_checkpoints as rc
+from aura_jax.loss import aura_loss
+from aura_jax.models import from_pretrained
+from aura_jax.models.layers import Trainable
+
+
+def loss_and_grads(model, batch):
+    graphdef, params, frozen = nnx.split(model, Trainable, ...)
+
+    def f(p):
+        return aura_loss(nnx.merge(graphdef, p, frozen), batch)
+
+    (loss, metrics), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+    return float(loss), metrics, {"/".join(map(str, k)): np.asarray(v.get_value() if hasattr(v, "get_value") else v)
+                                  for k, v in nnx.to_flat_state(grads)}
+
+
+@pytest.fixture(scope="module")
+def reference(make_aura, tiny_batch):
+    return loss_and_grads(make_aura(), tiny_batch)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("model.remat=full",),
+    ("model.remat=dots_saveable",),
+    ("model.attention=dot_product",),
+    ("model.scan_layers=true",),
+    ("model.scan_layers=true", "model.remat=dots_with_no_batch_dims_saveable", "model.attention=dot_product"),
+], ids="+".join)
+def test_loss_and_gradients_equal_the_plain_step(make_aura, tiny_batch, reference, overrides):
+    loss0, metrics0, grads0 = reference
+    loss, metrics, grads = loss_and_grads(make_aura(*overrides), tiny_batch)
+    assert abs(loss - loss0) <= 1e-5 * abs(loss0)
+    for k in ("ce", "distill"):
+        np.testing.assert_allclose(float(metrics[k]), float(metrics0[k]), rtol=1e-5)
+    assert grads.keys() == grads0.keys()
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, grads0[k], rtol=1e-4, atol=1e-6 * max(1.0, np.abs(grads0[k]).max()), err_msg=k)
+
+
+def test_untruncated_teacher_gives_the_same_targets(make_aura, tiny_batch, reference):
+    assert make_aura().teacher.num_layers == 2  # K=2, low: layers 1..2 of 4
+    model = make_aura("model.truncate_teacher=false")
+    assert model.teacher.num_layers == 4 and model.teacher.is_complete
+    loss, _, grads = loss_and_grads(model, tiny_batch)
+    assert abs(loss - reference[0]) <= 1e-6 * abs(reference[0])
+
+
+@pytest.mark.parametrize("kv_heads,bidirectional", [(2, False), (1, True), (4, True)])
+def test_dot_product_attention_logits_equal_xla(tmp_path, kv_heads, bidirectional):
+    directory = rc.make_qwen2(tmp_path, with_tokenizer=False, seed=kv_heads, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=kv_heads)
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(0, 512, (3, 12)))
+    mask = np.ones((3, 12), bool)
+    mask[1, :5] = False  # left padding
+    mask[2, 9:] = False  # right padding
+    bidir = None
+    if bidirectional:
+        bidir = np.zeros((3, 12), bool)
+        bidir[:, 6:9] = True
+        bidir = jnp.asarray(bidir)
+    model = from_pretrained(directory)
+    ref = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
+    model.set_speed_options(attention="dot_product")
+    out = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
+    assert np.abs(np.asarray(out.logits)[mask] - np.asarray(ref.logits)[mask]).max() <= 1e-5
+    model.set_speed_options(attention="dot_product", remat="full", scan_from=1)
+    out = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
+    assert np.abs(np.asarray(out.logits)[mask] - np.asarray(ref.logits)[mask]).max() <= 1e-5
+    assert len(out.hidden_states) == len(ref.hidden_states) == 3
+
+
+def test_bad_speed_options_are_config_errors():
+    from aura_jax.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="model.remat"):
+        load_config(None, ["model.remat=sometimes"])
+    with pytest.raises(ConfigError, match="model.attention"):
+        load_config(None, ["model.attention=flash"])
