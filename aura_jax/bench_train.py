@@ -102,12 +102,13 @@ def synthetic_batch(config, *, vocab_size: int, placeholder_id: int, text_len: i
     features = (rng.standard_normal((b, m, frames)) * 0.5).astype(np.float32)
     batch = dict(input_ids=ids, attention_mask=np.ones((b, t), bool), loss_mask=loss_mask,
                  audio_features=features, audio_valid_frames=np.full((b,), frames, np.int32))
-    if frames < N_FRAMES or segments > 1:
-        teacher = (rng.standard_normal((b, segments, m, N_FRAMES)) * 0.5).astype(np.float32)
-        teacher[:, 0, :, :frames] = features
+    tf = config.audio.teacher_frames
+    if frames < tf or segments > 1 or tf < N_FRAMES:
+        teacher = (rng.standard_normal((b, segments, m, tf)) * 0.5).astype(np.float32)
+        teacher[:, 0, :, :min(frames, tf)] = features[..., :tf]
         batch["teacher_features"] = teacher
-        batch["teacher_valid_frames"] = np.full((b, segments), N_FRAMES, np.int32)
-        batch["teacher_valid_frames"][:, 0] = frames
+        batch["teacher_valid_frames"] = np.full((b, segments), tf, np.int32)
+        batch["teacher_valid_frames"][:, 0] = min(frames, tf)
     return batch
 
 

@@ -60,6 +60,10 @@ class AudioConfig:
     num_frames: int = 3000  # mel frames the student sees (30 s)
     patch_frames: int = 10  # P: frames per audio token; N = num_frames / P
     teacher_segments: int = 1  # 30 s segments the teacher sees per sample (longer clips)
+    # Mel frames of the teacher's window. Whisper was trained on 30 s windows only: keep 3000 for
+    # real checkpoints. A teacher trained on short windows (the demo's) may run on fewer — the
+    # teacher is the padding-heavy part of the step.
+    teacher_frames: int = 3000
 
     @property
     def num_audio_tokens(self) -> int:
@@ -353,6 +357,10 @@ def validate(config: Config) -> None:
         raise ConfigError(f"audio.num_frames={a.num_frames} must be in 1..3000 (30 s at 100 frames/s)")
     if a.sampling_rate != 16000:
         raise ConfigError(f"audio.sampling_rate={a.sampling_rate}: Whisper features need 16000")
+    if not 2 <= a.teacher_frames <= 3000 or a.teacher_frames % 2:
+        raise ConfigError(f"audio.teacher_frames={a.teacher_frames} must be even and in 2..3000")
+    if a.teacher_frames < 3000 and a.teacher_segments > 1:
+        raise ConfigError("audio.teacher_frames < 3000 needs audio.teacher_segments=1 (segments are 30 s windows)")
     if a.teacher_segments < 1:
         raise ConfigError(f"audio.teacher_segments={a.teacher_segments} must be >= 1")
     if config.lora.num_layers < 1:

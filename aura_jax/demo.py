@@ -33,14 +33,15 @@ class Size:
     corpus: dict
     pieces: str  # size preset of pretrain_lm / pretrain_whisper
     train_steps: int
+    repro_steps: int  # AuRA steps per repro-mini run (15 runs)
     eval_limit: int | None  # spoken-QA items (None: all)
 
 
 SIZES = {
     "full": Size(corpus=dict(num_train_sentences=2000, num_test_sentences=120, num_qa=80), pieces="default",
-                 train_steps=300, eval_limit=None),
+                 train_steps=1000, repro_steps=300, eval_limit=None),
     "quick": Size(corpus=dict(num_train_sentences=160, num_test_sentences=24, num_qa=8), pieces="quick",
-                  train_steps=40, eval_limit=None),
+                  train_steps=40, repro_steps=10, eval_limit=None),
 }
 
 
@@ -255,7 +256,7 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
 
         raise ConfigError(f"--ablations {sorted(unknown)}: choose from {list(ABLATIONS)}")
     for name in ablations or ABLATIONS:
-        overrides = ABLATIONS[name] + ([f"steps={steps}"] if steps else [])
+        overrides = ABLATIONS[name] + [f"steps={steps or st.size.repro_steps}"]
         for seed in seeds:
             slug = "_".join(re.findall(r"[a-z]+", name.lower()))
             run = st.train(st.out / "repro_mini" / f"{slug}_seed{seed}", seed, overrides)

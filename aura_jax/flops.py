@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 
 TEACHER_FRAMES = 3000  # Whisper input frames per segment
-TEACHER_POSITIONS = 1500  # after the stride-2 conv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +72,7 @@ class StepShapes:
     teacher_width: int | None = None
     teacher_ffn: int | None = None
     teacher_depth: int = 0  # deepest paired teacher layer (layers actually run)
+    teacher_frames: int = TEACHER_FRAMES  # mel frames of the teacher window (audio.teacher_frames)
     head_hidden: int | None = None
 
     @property
@@ -114,11 +114,12 @@ def step_flops(s: StepShapes) -> dict[str, float]:
         dh = s.head_hidden or dt
         heads = s.lora_layers * 2.0 * b * n * (s.hidden * dh + dh * dt)
         bt = b * s.teacher_segments
-        conv = 2.0 * bt * (TEACHER_FRAMES * 3 * s.n_mels * dt + TEACHER_POSITIONS * 3 * dt * dt)
-        layer = (2.0 * bt * TEACHER_POSITIONS * (4 * dt * dt + 2 * dt * s.teacher_ffn)
-                 + 4.0 * bt * TEACHER_POSITIONS ** 2 * dt)
+        tf, tp = s.teacher_frames, s.teacher_frames // 2
+        conv = 2.0 * bt * (tf * 3 * s.n_mels * dt + tp * 3 * dt * dt)
+        layer = (2.0 * bt * tp * (4 * dt * dt + 2 * dt * s.teacher_ffn)
+                 + 4.0 * bt * tp ** 2 * dt)
         teacher = conv + s.teacher_depth * layer
-        align = s.lora_layers * 2.0 * b * n * s.teacher_segments * TEACHER_POSITIONS * dt
+        align = s.lora_layers * 2.0 * b * n * s.teacher_segments * tp * dt
 
     forward = frozen_mm + attention + lora + patch + heads
     backward_act = frozen_mm + 2.0 * attention + lora + heads
@@ -144,7 +145,8 @@ def shapes_from_config(config, batch_shapes: dict[str, tuple]) -> StepShapes:
     if config.loss.distill_weight > 0 and config.model.teacher:
         teacher = WhisperEncoderConfig.from_hf(read_config(config.model.teacher))
         kw = dict(teacher_width=teacher.d_model, teacher_ffn=teacher.encoder_ffn_dim,
-                  teacher_depth=teacher_depth(config), head_hidden=config.distill.head_hidden)
+                  teacher_depth=teacher_depth(config), head_hidden=config.distill.head_hidden,
+                  teacher_frames=batch_shapes.get("teacher_features", (0, 0, 0, 3000))[-1])
     return StepShapes(batch=b, text_len=t, audio_frames=frames, teacher_segments=segments,
                       hidden=llm.hidden_size, intermediate=llm.intermediate_size, layers=llm.num_hidden_layers,
                       heads=llm.num_attention_heads, kv_heads=llm.num_key_value_heads, head_dim=llm.head_dim,

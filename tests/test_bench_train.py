@@ -79,7 +79,29 @@ def test_cli(config, tiny_aura_config, tmp_path, capsys):
 
     out = tmp_path / "r.json"
     assert main(["bench-train", "configs/tiny.yaml", *tiny_aura_config, "batch_size=2", "data.text_bucket=32",
-                 "--steps", "1", "--warmup", "0", "--json", str(out)]) == 0
+                 "--steps", "1", "--warmup", "0", "--torch-reference", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "MFU n/a" in text and "step time" in text  # CPU, no --peak-tflops
-    assert json.loads(out.read_text())["steps_timed"] == 1
+    report = json.loads(out.read_text())
+    assert report["steps_timed"] == 1
+    assert f"ratio JAX time / PyTorch time: {report['ratio_jax_over_torch']:.3f}" in text
+
+
+def test_formula_follows_a_short_teacher_window(tiny_aura_config):
+    """audio.teacher_frames=600: the count is still exactly the matmuls the lowered step runs."""
+    import jax
+
+    from aura_jax import sharding as shd
+    from aura_jax.bench_train import synthetic_batch
+    from aura_jax.config import load_config
+    from aura_jax.flops import hlo_matmul_flops, shapes_from_config
+    from aura_jax.train import Trainer
+
+    config = load_config(None, [*tiny_aura_config, "batch_size=2", "data.text_bucket=32", "compilation_cache_dir=",
+                                "audio.teacher_frames=600"])
+    trainer = Trainer(config, log=lambda *a, **k: None)
+    batch = shd.global_batch(synthetic_batch(config, vocab_size=512, placeholder_id=511), trainer.mesh, trainer.rules)
+    assert batch["teacher_features"].shape[-1] == 600
+    ours = step_flops(shapes_from_config(config, {k: v.shape for k, v in batch.items()}))["total"]
+    lowered = jax.jit(trainer.step_fn).lower(trainer.state, trainer.frozen, batch)
+    assert hlo_matmul_flops(lowered.compiler_ir("hlo").as_hlo_text()) == pytest.approx(ours, rel=1e-9)

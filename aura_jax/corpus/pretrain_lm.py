@@ -28,7 +28,7 @@ from aura_jax.corpus.common import atomic_dir, cached, train_tokenizer, write_do
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # aura_jax.evaluate.harness.QA_INSTRUCTION (DiVA-Eval's)
 SIZES = {
-    "default": dict(steps=1500, hidden_size=128, layers=4, heads=4, kv_heads=2, intermediate_size=384,
+    "default": dict(steps=1000, hidden_size=128, layers=4, heads=4, kv_heads=2, intermediate_size=384,
                     batch_size=32),
     "quick": dict(steps=300, hidden_size=96, layers=2, heads=4, kv_heads=2, intermediate_size=256,
                   batch_size=32),

@@ -30,7 +30,7 @@ from aura_jax.corpus.common import atomic_dir, cached, read_tsv, train_tokenizer
 
 PAD, BOS, EOS, START = 0, 1, 2, 3  # <|endoftext|>, <|im_start|>, <|im_end|>, <|audio|> in the corpus tokenizer
 SIZES = {  # default: ~0.25 s/step on 2 free cores; held-out WER ≈ 0.58 after 600 steps (ctc_weight 1, lr 3e-3)
-    "default": dict(steps=1200, d_model=128, encoder_layers=3, decoder_layers=1, heads=4, batch_size=32,
+    "default": dict(steps=1000, d_model=128, encoder_layers=3, decoder_layers=1, heads=4, batch_size=32,
                     full_length_steps=30),
     "quick": dict(steps=120, d_model=96, encoder_layers=2, decoder_layers=1, heads=4, batch_size=16,
                   full_length_steps=4),

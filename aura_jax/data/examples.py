@@ -56,9 +56,9 @@ class BatchMaker:
     """
 
     def __init__(self, examples: list[Example], *, n_mels: int, text_bucket: int, teacher_segments: int,
-                 pad_id: int, process_index: int = 0, process_count: int = 1):
+                 pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int = N_FRAMES):
         self.examples, self.n_mels, self.text_bucket = examples, n_mels, text_bucket
-        self.segments, self.pad_id = teacher_segments, pad_id
+        self.segments, self.pad_id, self.teacher_frames = teacher_segments, pad_id, teacher_frames
         self.process_index, self.process_count = process_index, process_count
         self.lengths = np.array([len(e.ids) for e in examples], np.int64)
 
@@ -69,14 +69,14 @@ class BatchMaker:
         t = -(-t // self.text_bucket) * self.text_bucket
         b = len(rows) // self.process_count
         local = rows[self.process_index * b:(self.process_index + 1) * b]
-        with_teacher = frames < N_FRAMES or self.segments > 1
+        with_teacher = frames < self.teacher_frames or self.segments > 1 or self.teacher_frames < N_FRAMES
 
         batch = dict(input_ids=np.full((b, t), self.pad_id, np.int32), attention_mask=np.zeros((b, t), bool),
                      loss_mask=np.zeros((b, t), bool),
                      audio_features=np.empty((b, self.n_mels, frames), np.float32),
                      audio_valid_frames=np.zeros((b,), np.int32))
         if with_teacher:
-            batch["teacher_features"] = np.zeros((b, self.segments, self.n_mels, N_FRAMES), np.float32)
+            batch["teacher_features"] = np.zeros((b, self.segments, self.n_mels, self.teacher_frames), np.float32)
             batch["teacher_valid_frames"] = np.zeros((b, self.segments), np.int32)
         batch["example_index"] = local.copy()
         for i, r in enumerate(local):
@@ -98,6 +98,6 @@ class BatchMaker:
             batch["audio_features"][i] = segs[0, :, :frames]
             batch["audio_valid_frames"][i] = min(int(valid[0]), frames)
             if with_teacher:
-                batch["teacher_features"][i, :len(segs)] = segs
-                batch["teacher_valid_frames"][i, :len(segs)] = valid
+                batch["teacher_features"][i, :len(segs)] = segs[..., :self.teacher_frames]
+                batch["teacher_valid_frames"][i, :len(segs)] = np.minimum(valid, self.teacher_frames)
         return batch

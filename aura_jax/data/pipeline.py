@@ -118,6 +118,7 @@ class TrainData:
                           dropped_per_epoch=self.plan.dropped_per_epoch, steps=self.num_steps)
         self.make_batch = BatchMaker(self.examples, n_mels=config.audio.n_mels, text_bucket=data.text_bucket,
                                      teacher_segments=config.audio.teacher_segments, pad_id=tokenizer.pad_token_id,
+                                     teacher_frames=config.audio.teacher_frames,
                                      process_index=process_index, process_count=process_count)
         if verbose and process_index == 0:
             print(format_stats(self.stats), flush=True)

@@ -133,14 +133,16 @@ class WhisperEncoder(nnx.Module):
         return self.num_layers == self.config.encoder_layers
 
     def __call__(self, input_features: jax.Array, output_hidden_states: bool = False) -> EncoderOutput:
-        expected = (self.config.num_mel_bins, self.config.num_input_frames)
-        if tuple(input_features.shape[1:]) != expected:
-            raise ValueError(f"Whisper input_features must be [batch, {expected[0]}, {expected[1]}], "
-                             f"got {tuple(input_features.shape)}")
+        mels, frames = input_features.shape[1:]
+        if mels != self.config.num_mel_bins or not (frames == self.config.num_input_frames or
+                                                     (frames % 2 == 0 and frames < self.config.num_input_frames)):
+            raise ValueError(f"Whisper input_features must be [batch, {self.config.num_mel_bins}, "
+                             f"{self.config.num_input_frames}] (or an even number of frames fewer: "
+                             f"audio.teacher_frames), got {tuple(input_features.shape)}")
         x = jnp.swapaxes(input_features, 1, 2).astype(self.dtype)  # [batch, frames, mel]
         x = jax.nn.gelu(self.conv1(x), approximate=False)
         x = jax.nn.gelu(self.conv2(x), approximate=False)
-        x = x + self.embed_positions[...].astype(self.dtype)[None]
+        x = x + self.embed_positions[: x.shape[1]].astype(self.dtype)[None]
         hidden = [x]
         for layer in self.layers:
             x = layer(x)

@@ -114,6 +114,22 @@ def test_buckets_and_teacher_features(tokenizer, tmp_path):
             assert batch["audio_features"].shape[-1] == 1000 and batch["audio_valid_frames"].tolist() == [1000]
             assert batch["teacher_valid_frames"].tolist() == [[1200]]
 
+    # A shorter teacher window (audio.teacher_frames): the teacher sees the first 800 frames, valid capped.
+    short = TrainData(cfg(*common, "audio.teacher_frames=800"), tokenizer, verbose=False)
+    for batch in short.iterator():
+        ex = short.examples[batch["example_index"][0]]
+        assert batch["teacher_features"].shape == (1, 1, 128, 800)
+        if ex.id == "five.wav":
+            assert batch["teacher_valid_frames"].tolist() == [[500]]
+            np.testing.assert_array_equal(batch["teacher_features"][0, 0, :, :500], five["audio_features"][0])
+        elif ex.id == "twelve.wav":
+            assert batch["teacher_valid_frames"].tolist() == [[800]]
+            np.testing.assert_array_equal(batch["teacher_features"][0, 0], batch["audio_features"][0][:, :800])
+    with pytest.raises(ConfigError, match="teacher_frames"):
+        cfg(*common, "audio.teacher_frames=801")
+    with pytest.raises(ConfigError, match="teacher_segments=1"):
+        cfg(*common, "audio.teacher_frames=800", "audio.teacher_segments=2")
+
     # Two teacher segments: the 35 s clip's teacher sees all of it, even in the 3000 bucket.
     data2 = TrainData(cfg(*common, "audio.teacher_segments=2"), tokenizer, verbose=False)
     for batch in data2.iterator():

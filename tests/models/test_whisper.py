@@ -43,3 +43,25 @@ def test_wrong_input_shape_is_a_clear_error(tiny_whisper_dir):
     encoder = from_pretrained(tiny_whisper_dir, num_layers=1)
     with pytest.raises(ValueError, match=r"\[batch, 128, 3000\]"):
         encoder(jnp.zeros((1, 80, 3000)))
+
+
+def test_a_shorter_window_equals_transformers_modules_on_that_window(tiny_whisper_dir):
+    """audio.teacher_frames < 3000 (teachers trained on short windows): transformers' own encoder
+    modules applied to 600 frames (its forward insists on 3000) are the reference."""
+    features = np.random.default_rng(2).standard_normal((2, 128, 600)).astype(np.float32)
+    enc = WhisperModel.from_pretrained(str(tiny_whisper_dir), dtype=torch.float32).encoder.eval()
+    with torch.no_grad():
+        x = torch.nn.functional.gelu(enc.conv2(torch.nn.functional.gelu(enc.conv1(torch.as_tensor(features)))))
+        x = x.permute(0, 2, 1) + enc.embed_positions.weight[:300]
+        ref = [x.numpy()]
+        for layer in enc.layers:
+            x = layer(x, None)
+            x = x[0] if isinstance(x, tuple) else x
+            ref.append(x.numpy())
+        ref[-1] = enc.layer_norm(x).numpy()
+    ours = from_pretrained(tiny_whisper_dir)(jnp.asarray(features), output_hidden_states=True).hidden_states
+    assert len(ours) == len(ref)
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert np.abs(np.asarray(a) - b).max() <= 1e-4, f"hidden_states[{i}]"
+    with pytest.raises(ValueError, match="even number"):
+        from_pretrained(tiny_whisper_dir)(jnp.zeros((1, 128, 601)))
