@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -163,9 +162,7 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool) -
     report = st.out / "report"
     report.mkdir(parents=True, exist_ok=True)
     plot_losses(st.out / "run" / "metrics.jsonl", report / "aura_loss.png")
-    for name, src in (("lm", st.lm_dir), ("teacher", st.whisper_dir)):
-        if (src / "loss_curve.png").exists():
-            shutil.copy(src / "loss_curve.png", report / f"{name}_loss.png")
+    plot_pieces(report / "pretraining_loss.png", {"tiny LM (next token)": lm, "tiny Whisper (CE + CTC)": whisper})
     asr = [f"| {s} | {results[('asr', s)]['table']['wer']['all']:.1f} | {results[('asr', s)]['table']['cer']['all']:.1f}"
            f" | {results[('asr', s)]['latency_s_per_sample']:.3f} |" for s in ("aura", "cascade")]
     columns, _ = _qa_row("", results[("sdqa", "aura")])
@@ -186,7 +183,7 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool) -
         f"answered {heard['answer']!r} (reference {heard['references']}).", "",
         "## Wall time (s)", "", "| " + " | ".join(st.times) + " |", "|---" * len(st.times) + "|",
         "| " + " | ".join(f"{v:.0f}" for v in st.times.values()) + " |", "",
-        "Cached stages take ~0 s on a second run. Loss curves: aura_loss.png (and the pieces' curves).", "",
+        "Cached stages take ~0 s on a second run. Loss curves: aura_loss.png, pretraining_loss.png.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed}",
         f"    aura-jax eval {st.out / 'run'} --task sdqa --data {st.corpus_dir / 'sdqa'}",
         f"    aura-jax eval {st.out / 'run'} --task asr --data {st.corpus_dir / 'asr_test'}",
@@ -194,6 +191,25 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool) -
     path = report / "results.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def plot_pieces(path: Path, results: dict[str, dict]) -> None:
+    """The pretraining loss curves (done.json keeps the mean of every 10 steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: r["loss_history"] for name, r in results.items() if r.get("loss_history")}
+    if not curves:
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    for ax, (name, losses) in zip(axes[0], curves.items()):
+        ax.plot([10 * i for i in range(len(losses))], losses)
+        ax.set(title=name, xlabel="step", ylabel="loss", yscale="log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _brief(result: dict) -> str:

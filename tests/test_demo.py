@@ -37,6 +37,7 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
     header = next(l for l in report.splitlines() if l.startswith("| system | EN_"))
     assert all(v.replace("-", "_").replace("+", "_").upper() in header for v in corpus["heldout_voices"])
     assert (out / "report" / "aura_loss.png").stat().st_size > 0
+    assert (out / "report" / "pretraining_loss.png").stat().st_size > 0
     assert (out / "export" / "aura_config.json").exists()
     assert re.search(r"heard +: '.+'", stdout) and re.search(r"answer +: '.*'", stdout)
 

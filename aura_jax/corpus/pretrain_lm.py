@@ -209,6 +209,7 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
         model.save_pretrained(str(tmp))
         result = {"params": params, "kind": "qwen2", "out_dir": str(out), "framework": "torch (transformers)",
                   "initial_loss": float(np.mean(losses[:5])), "final_loss": float(np.mean(losses[-20:])),
+            "loss_history": [round(float(np.mean(losses[i:i + 10])), 4) for i in range(0, len(losses), 10)],
                   "examples_trained": n, "num_parameters": int(sum(p.numel() for p in model.parameters())),
                   "train_seconds": round(train_seconds, 1)}
         if eval_qa:

@@ -231,6 +231,7 @@ def pretrain_whisper(corpus_dir, out_dir, *, steps: int | None = None, seed: int
         result = {
             "params": params, "kind": "whisper", "out_dir": str(out),
             "initial_loss": float(np.mean(losses[:5])), "final_loss": float(np.mean(losses[-20:])),
+            "loss_history": [round(float(np.mean(losses[i:i + 10])), 4) for i in range(0, len(losses), 10)],
             "train_wer": _wer(train_pred, [s for _, s in train_rows[:n_train]]),
             "heldout_wer": _wer(test_pred, test_refs),
             "heldout_voices": stamp["heldout_voices"], "frames_trained": frames,
