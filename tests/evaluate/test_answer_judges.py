@@ -17,8 +17,10 @@ def test_judges_from_a_local_copy_agree_with_the_judgments_they_learned(qa_metri
 
 def test_any_reference_counts_and_pedants_accepts_a_contained_reference(qa_metrics_dir):
     judges = load_answer_judges(str(qa_metrics_dir))
-    assert judges.score("how many legs has a spider", "8 legs", ["acht", "eight"])["cfm"] == 1.0
-    assert judges.score("who wrote hamlet", "it was william shakespeare", ["shakespeare"])["pedants"] == 1.0
+    q, pred = "who wrote hamlet", "it was william shakespeare"
+    assert judges.score(q, pred, ["dickens"]) == {"cfm": 0.0, "pedants": 0.0}
+    assert judges.score(q, pred, ["dickens", "shakespeare"])["pedants"] == 1.0  # contained: accepted
+    assert judges.score("how many legs has a spider", "8 legs", ["six", "eight"])["cfm"] == 1.0
 
 
 def test_offline_without_a_local_copy_is_one_line_and_no_judges(monkeypatch, tmp_path):
