@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +30,23 @@ def train_tokenizer(texts: list[str], out_dir: str | Path, vocab_size: int = 512
                                    pad_token="<|endoftext|>", additional_special_tokens=[AUDIO_TOKEN])
     fast.save_pretrained(str(out_dir))
     return fast
+
+
+def size_params(sizes: dict, size: str, overrides: dict) -> dict:
+    """The preset `size` of `sizes`, with every override that is not None applied."""
+    if size not in sizes:
+        raise ValueError(f"size {size!r}: choose from {', '.join(sizes)}")
+    return {k: (sizes[size][k] if v is None else v) for k, v in overrides.items()}
+
+
+def warmup_cosine(peak: float, warmup: int, total: int, floor: float):
+    """Learning rate at a step: linear warm-up to `peak`, then cosine down to `floor`·peak."""
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr_at
 
 
 def cached(out_dir: Path, params: dict) -> dict | None:

@@ -17,14 +17,13 @@ Gold-QA exact match is measured with our JAX loader and batched greedy decoding
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from aura_jax.config import PromptConfig
-from aura_jax.corpus.common import atomic_dir, cached, train_tokenizer, write_done
+from aura_jax.corpus.common import atomic_dir, cached, size_params, train_tokenizer, warmup_cosine, write_done
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # aura_jax.evaluate.harness.QA_INSTRUCTION (DiVA-Eval's)
 SIZES = {
@@ -97,12 +96,9 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
     <|im_start|> <|im_end|> <|endoftext|> <|audio|>) to `out_dir`. Returns (and writes as
     `out_dir/done.json`) params, initial / final loss, gold-QA exact match and wall time; a
     second call with the same parameters returns the stored result at once."""
-    if size not in SIZES:
-        raise ValueError(f"size {size!r}: choose from {', '.join(SIZES)}")
-    preset = SIZES[size]
     args = dict(steps=steps, hidden_size=hidden_size, layers=layers, heads=heads, kv_heads=kv_heads,
                 intermediate_size=intermediate_size, batch_size=batch_size)
-    hp = {k: (preset[k] if v is None else v) for k, v in args.items()}
+    hp = size_params(SIZES, size, args)
     corpus, out = Path(corpus_dir), Path(out_dir)
     stamp = json.loads((corpus / "corpus.json").read_text())
     params = {"corpus": stamp["params"], "seed": int(seed), **hp, "vocab_size": vocab_size, "max_len": max_len,
@@ -162,11 +158,7 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
                                 lr=learning_rate, betas=(0.9, 0.98))
         total = hp["steps"]
 
-        def lr_at(step):
-            if step < warmup_steps:
-                return learning_rate * (step + 1) / warmup_steps
-            t = (step - warmup_steps) / max(1, total - warmup_steps)
-            return learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+        lr_at = warmup_cosine(learning_rate, warmup_steps, total, floor=0.05)
 
         # Each batch: a `qa_fraction` share of chat QA conversations (the facts the backbone must
         # know, a small part of the text), the rest plain lines; each part in epoch order.

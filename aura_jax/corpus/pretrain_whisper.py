@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from aura_jax.audio import HOP_LENGTH, N_FFT, N_FRAMES, _hann_window, load_audio, mel_filters, num_valid_frames
-from aura_jax.corpus.common import atomic_dir, cached, read_tsv, train_tokenizer, write_done
+from aura_jax.corpus.common import (atomic_dir, cached, read_tsv, size_params, train_tokenizer, warmup_cosine,
+                                     write_done)
 
 PAD, BOS, EOS, START = 0, 1, 2, 3  # <|endoftext|>, <|im_start|>, <|im_end|>, <|audio|> in the corpus tokenizer
 SIZES = {  # default: ~0.25 s/step on 2 free cores; held-out WER ≈ 0.58 after 600 steps (ctc_weight 1, lr 3e-3)
@@ -125,12 +126,9 @@ def pretrain_whisper(corpus_dir, out_dir, *, steps: int | None = None, seed: int
     """Train the tiny Whisper ASR model on `corpus_dir/asr_train`, save it to `out_dir`; returns (and
     writes as `out_dir/done.json`) params, final loss, train / held-out-voice WER and wall time.
     A second call with the same parameters returns the stored result at once."""
-    if size not in SIZES:
-        raise ValueError(f"size {size!r}: choose from {', '.join(SIZES)}")
-    preset = SIZES[size]
     args = dict(steps=steps, d_model=d_model, encoder_layers=encoder_layers, decoder_layers=decoder_layers,
                 heads=heads, batch_size=batch_size, full_length_steps=full_length_steps)
-    hp = {k: (preset[k] if v is None else v) for k, v in args.items()}
+    hp = size_params(SIZES, size, args)
     corpus, out = Path(corpus_dir), Path(out_dir)
     stamp = json.loads((corpus / "corpus.json").read_text())
     params = {"corpus": stamp["params"], "seed": int(seed), **hp, "num_mel_bins": num_mel_bins,
@@ -183,11 +181,7 @@ def pretrain_whisper(corpus_dir, out_dir, *, steps: int | None = None, seed: int
                                 lr=learning_rate, betas=(0.9, 0.98))
         total = hp["steps"]
 
-        def lr_at(step):
-            if step < warmup_steps:
-                return learning_rate * (step + 1) / warmup_steps
-            t = (step - warmup_steps) / max(1, total - warmup_steps)
-            return learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+        lr_at = warmup_cosine(learning_rate, warmup_steps, total, floor=0.1)
 
         losses, order, pos = [], rng.permutation(len(train_rows)), 0
         bar = tqdm(range(total), desc="whisper", disable=not progress)
