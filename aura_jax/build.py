@@ -56,13 +56,17 @@ def ensure_random_checkpoints(config: Config) -> None:
         rc.make_whisper(config.model.teacher, num_mel_bins=config.audio.n_mels)
 
 
-def load_aura(config: Config, *, place=None) -> AuraModel:
-    """The AuRA model described by `config`, frozen weights loaded from `model.llm` / `model.teacher`."""
+def load_aura(config: Config, *, place=None, abstract: bool = False) -> AuraModel:
+    """The AuRA model described by `config`, frozen weights loaded from `model.llm` / `model.teacher`.
+
+    abstract=True reads only the directories' config.json and tokenizer: every array of the model
+    (frozen and trainable) is a `jax.ShapeDtypeStruct` with its logical axes, nothing is allocated
+    (ahead-of-time compilation for hardware that is not here, `aura_jax.tools.aot`)."""
     if not config.model.llm:
         raise ConfigError("model.llm: set it to a Hugging Face Qwen2 directory")
     ensure_random_checkpoints(config)
     llm = from_pretrained(config.model.llm, config.model.param_dtype, compute_dtype=config.model.compute_dtype,
-                          place=place)
+                          place=place, weights=not abstract)
     if llm.config.num_hidden_layers < config.lora.num_layers:
         raise ConfigError(f"lora.num_layers={config.lora.num_layers} is larger than the LLM's "
                           f"{llm.config.num_hidden_layers} layers ({config.model.llm})")
@@ -74,9 +78,10 @@ def load_aura(config: Config, *, place=None) -> AuraModel:
         # all; XLA prunes the unused ones from the step anyway, so that costs memory, not FLOPs).
         depth = teacher_depth(config) if config.model.truncate_teacher else None
         teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=depth,
-                                  compute_dtype=config.model.compute_dtype, place=place)
+                                  compute_dtype=config.model.compute_dtype, place=place, weights=not abstract)
     token_id = placeholder_token_id(config.model.llm, config.prompt.audio_token, llm.config.vocab_size)
+    build = lambda llm, teacher: AuraModel(llm, teacher, config, placeholder_id=token_id, rngs=nnx.Rngs(config.seed))
     try:
-        return AuraModel(llm, teacher, config, placeholder_id=token_id, rngs=nnx.Rngs(config.seed))
+        return nnx.eval_shape(build, llm, teacher) if abstract else build(llm, teacher)
     except ValueError as e:
         raise ConfigError(str(e)) from None

@@ -56,8 +56,8 @@ def _train(args) -> int:
 def _make_random(args) -> int:
     from aura_jax.random_checkpoints import make_random
 
-    out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype)
-    print(f"wrote random {args.preset} to {out}")
+    out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype, config_only=args.config_only)
+    print(f"wrote {'config.json + tokenizer of' if args.config_only else 'random'} {args.preset} to {out}")
     return 0
 
 
@@ -111,7 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config-only", action="store_true",
+                   help="write config.json and the tokenizer only, no weights (enough for `aura-jax aot`)")
     p.set_defaults(func=_make_random)
+
+    p = sub.add_parser("aot", help="compile the training step (and inference) for TPU slices / NVIDIA GPUs "
+                                   "that are not here: memory fit, collectives, estimated step time")
+    _lazy(p, "aura_jax.tools.aot", "add_arguments", "main")
 
     p = sub.add_parser("bench-infer", help="latency / peak memory of an export (and the cascade), PyTorch")
     bench_infer.add_arguments(p)

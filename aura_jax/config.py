@@ -183,7 +183,11 @@ class Config:
     seed: int = 0
     steps: int | None = None  # total optimizer steps; overrides epochs
     epochs: float = 3.0
-    batch_size: int = 128  # global batch (all processes)
+    batch_size: int = 128  # global batch (all processes): one optimizer step
+    # Gradient accumulation: the step runs the global batch as this many micro-batches of
+    # batch_size / grad_accum_steps rows (a lax.scan, one compiled program) and updates once;
+    # the update equals the one-big-batch update. Data order and checkpoints are unaffected.
+    grad_accum_steps: int = 1
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 1
@@ -386,9 +390,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"steps={config.steps} must be >= 1 (or null to use epochs)")
     if config.epochs <= 0:
         raise ConfigError(f"epochs={config.epochs} must be > 0")
-    for name in ("batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+    for name in ("batch_size", "grad_accum_steps", "checkpoint_every", "keep_checkpoints", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name}={getattr(config, name)} must be >= 1")
+    if config.batch_size % config.grad_accum_steps:
+        raise ConfigError(f"grad_accum_steps={config.grad_accum_steps} must divide batch_size={config.batch_size}")
     d = config.data
     if any(b < 1 or b > a.num_frames or b % a.patch_frames for b in d.audio_buckets) or not d.audio_buckets:
         raise ConfigError(f"data.audio_buckets={d.audio_buckets}: each must be a multiple of audio.patch_frames="

@@ -205,16 +205,19 @@ def layer_distill_loss(pred, target, lambda_cos: float, lambda_mse: float):
     return lambda_cos * cos + lambda_mse * mse
 
 
-def _masked_mean(values, mask):
+def _masked_mean(values, mask, count=None):
     """Mean of ``values [B]`` over rows where ``mask``; 0.0 when no row is set.
 
+    ``count`` replaces ``mask.sum()`` as the denominator (gradient accumulation: a micro-batch
+    divides by the whole batch's count, so the micro-batch terms add up to the batch mean).
     ``where`` (not a multiply) so a NaN/inf in a masked row cannot leak in.
     """
     kept = jnp.where(mask, values, jnp.zeros_like(values))
-    return kept.sum() / jnp.maximum(mask.sum(), 1).astype(values.dtype)
+    count = mask.sum() if count is None else count
+    return kept.sum() / jnp.maximum(count, 1).astype(values.dtype)
 
 
-def distill_loss(preds, targets, has_audio, lambda_cos: float = 1.0, lambda_mse: float = 1.0):
+def distill_loss(preds, targets, has_audio, lambda_cos: float = 1.0, lambda_mse: float = 1.0, num_rows=None):
     """Total distillation loss ``(1/K) sum_l L_l`` averaged over audio rows.
 
     Args:
@@ -222,6 +225,8 @@ def distill_loss(preds, targets, has_audio, lambda_cos: float = 1.0, lambda_mse:
         teacher states); layer ``l`` of the lists is student layer ``l + 1``.
       has_audio: ``[B]`` bool; text-only rows contribute exactly 0, and a batch
         without audio rows gives 0.0.
+      num_rows: the denominator of the average (default: audio rows of this batch; gradient
+        accumulation passes the whole batch's count to each micro-batch).
     Returns:
       ``(loss, metrics)``; ``metrics`` holds ``cos_l{l}`` / ``mse_l{l}``
       (unweighted, averaged over audio rows, ``l`` 1-based student layer).
@@ -234,9 +239,9 @@ def distill_loss(preds, targets, has_audio, lambda_cos: float = 1.0, lambda_mse:
     for l, (pred, target) in enumerate(zip(preds, targets), start=1):
         cos, mse = _layer_terms(pred, target)
         per_row = per_row + lambda_cos * cos + lambda_mse * mse
-        metrics[f"cos_l{l}"] = _masked_mean(cos, mask)
-        metrics[f"mse_l{l}"] = _masked_mean(mse, mask)
-    loss = _masked_mean(per_row / len(preds), mask)
+        metrics[f"cos_l{l}"] = _masked_mean(cos, mask, num_rows)
+        metrics[f"mse_l{l}"] = _masked_mean(mse, mask, num_rows)
+    loss = _masked_mean(per_row / len(preds), mask, num_rows)
     return loss, metrics
 
 

@@ -5,7 +5,10 @@ fix the cache size, so each (batch, prompt bucket) compiles once. Rows stop at
 EOS independently; the loop ends when every row has stopped. Prompts are
 left-padded; positions come from the attention mask (the model's default).
 Works from token ids or from ready-made input embeddings (the AuRA student
-passes the spliced audio+text embeddings).
+passes the spliced audio+text embeddings). `generate_whisper` does the same for
+the cascade baseline's Whisper encoder + decoder; its pieces (`whisper_encode`,
+`whisper_prefill`, `whisper_decode_step`) are plain functions of (graphdef,
+state, ...) so each can be lowered on its own from abstract inputs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aura_jax.models.qwen2 import KVCache, Qwen2ForCausalLM
+from aura_jax.models.whisper import WhisperDecoder, WhisperDecoderCache, WhisperEncoder
 
 
 def _sample(logits, rng, temperature: float, top_p: float):
@@ -94,3 +98,83 @@ def generate_aura(model, input_ids, attention_mask, audio_features, **kwargs) ->
     bidirectional = spliced.audio_mask if model.config.distill.bidirectional_audio else None
     return generate(model.llm, inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
                     bidirectional_mask=bidirectional, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Whisper (the cascade baseline's transcriber): encoder once, then the decoder with a cache
+# ---------------------------------------------------------------------------
+def whisper_encode(graphdef, state, features: jax.Array) -> jax.Array:
+    """Encoder forward: features [batch, mel, frames] → hidden states [batch, frames // 2, d_model]."""
+    encoder: WhisperEncoder = nnx.merge(graphdef, state)
+    return encoder(features).last_hidden_state
+
+
+def whisper_prefill(graphdef, state, decoder_input_ids: jax.Array, encoder_hidden_states: jax.Array,
+                    max_len: int) -> tuple[jax.Array, WhisperDecoderCache]:
+    """Cache creation (cross K/V of the encoder output) + the forced prompt ids [batch, t] →
+    (logits of the last prompt position [batch, vocab], cache with t slots filled)."""
+    decoder: WhisperDecoder = nnx.merge(graphdef, state)
+    cache = WhisperDecoderCache.create(decoder, encoder_hidden_states, max_len)
+    out = decoder(decoder_input_ids, cache=cache)
+    return out.logits[:, -1], out.cache
+
+
+def whisper_decode_step(graphdef, state, token: jax.Array, cache: WhisperDecoderCache
+                        ) -> tuple[jax.Array, WhisperDecoderCache]:
+    """One token per row [batch] → (next-token logits [batch, vocab], cache advanced by one slot)."""
+    decoder: WhisperDecoder = nnx.merge(graphdef, state)
+    out = decoder(token[:, None], cache=cache)
+    return out.logits[:, -1], out.cache
+
+
+@functools.partial(jax.jit, static_argnames=("encoder_graphdef", "decoder_graphdef", "max_new_tokens"))
+def _decode_whisper(encoder_graphdef, encoder_state, decoder_graphdef, decoder_state, features, prompt, eos_ids,
+                    pad_id, *, max_new_tokens: int):
+    hidden = whisper_encode(encoder_graphdef, encoder_state, features)
+    b, t = prompt.shape
+    logits, cache = whisper_prefill(decoder_graphdef, decoder_state, prompt, hidden, t + max_new_tokens)
+    first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
+    done = jnp.isin(first, eos_ids)
+
+    def cond(carry):
+        i, _, _, done = carry
+        return (i < max_new_tokens) & ~jnp.all(done)
+
+    def body(carry):
+        i, tokens, cache, done = carry
+        logits, cache = whisper_decode_step(decoder_graphdef, decoder_state, tokens[:, i - 1], cache)
+        nxt = jnp.where(done, pad_id, jnp.argmax(logits, axis=-1).astype(jnp.int32))
+        return i + 1, tokens.at[:, i].set(nxt), cache, done | jnp.isin(nxt, eos_ids)
+
+    _, tokens, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), tokens, cache, done))
+    return tokens
+
+
+def generate_whisper(encoder: WhisperEncoder, decoder: WhisperDecoder, features, *, decoder_input_ids,
+                     max_new_tokens: int, eos_token_id=None, pad_token_id: int | None = None) -> jax.Array:
+    """Greedy transcription: new tokens [batch, max_new_tokens] after the forced prompt.
+
+    `features` [batch, mel, frames] (log-mel); `decoder_input_ids` the forced prompt, [t] for every
+    row or [batch, t] (e.g. <|startoftranscript|><|en|><|transcribe|><|notimestamps|>).
+    `eos_token_id` an int or a list; after a row's EOS come `pad_token_id` (default: the first
+    EOS id, as Whisper's generation config has it). Compiles once per (batch, frames, t, max_new_tokens).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: generate at least one token")
+    if not encoder.is_complete:
+        raise ValueError(f"generate_whisper needs the whole encoder ({encoder.config.encoder_layers} layers, final "
+                         f"LayerNorm); this one was truncated to {encoder.num_layers}")
+    features = jnp.asarray(features)
+    prompt = jnp.asarray(decoder_input_ids, jnp.int32)
+    if prompt.ndim == 1:
+        prompt = jnp.broadcast_to(prompt, (features.shape[0], prompt.shape[0]))
+    if prompt.ndim != 2 or prompt.shape[0] != features.shape[0] or prompt.shape[1] == 0:
+        raise ValueError(f"decoder_input_ids must be [t] or [batch={features.shape[0]}, t] with t >= 1, "
+                         f"got {tuple(prompt.shape)}")
+    eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    pad = pad_token_id if pad_token_id is not None else (eos[0] if eos else 0)
+    encoder_graphdef, encoder_state = nnx.split(encoder)
+    decoder_graphdef, decoder_state = nnx.split(decoder)
+    return _decode_whisper(encoder_graphdef, encoder_state, decoder_graphdef, decoder_state, features, prompt,
+                           jnp.asarray(eos or [-1], jnp.int32), jnp.int32(pad), max_new_tokens=max_new_tokens)

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from aura_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
-from aura_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from aura_jax.models.whisper import WhisperDecoder, WhisperDecoderConfig, WhisperEncoder, WhisperEncoderConfig
 
 
 class CheckpointError(ValueError):
@@ -51,6 +51,21 @@ WHISPER_ENCODER_RULES = [  # relative to the encoder prefix ("model.encoder." or
     (r"layers\.(\d+)\.(fc[12])\.bias", "layers.{0}.{1}.bias", None),
     (r"layers\.(\d+)\.(self_attn_layer_norm|final_layer_norm)\.scale", "layers.{0}.{1}.weight", None),
     (r"layers\.(\d+)\.(self_attn_layer_norm|final_layer_norm)\.bias", "layers.{0}.{1}.bias", None),
+    (r"layer_norm\.scale", "layer_norm.weight", None),
+    (r"layer_norm\.bias", "layer_norm.bias", None),
+]
+
+WHISPER_DECODER_RULES = [  # relative to the decoder prefix ("model.decoder." or "decoder.")
+    (r"embed_tokens\.embedding", "embed_tokens.weight", None),  # also the tied proj_out
+    (r"embed_positions", "embed_positions.weight", None),
+    (r"layers\.(\d+)\.(self_attn|encoder_attn)\.(\w+_proj)\.kernel", "layers.{0}.{1}.{2}.weight", "linear"),
+    (r"layers\.(\d+)\.(self_attn|encoder_attn)\.(\w+_proj)\.bias", "layers.{0}.{1}.{2}.bias", None),
+    (r"layers\.(\d+)\.(fc[12])\.kernel", "layers.{0}.{1}.weight", "linear"),
+    (r"layers\.(\d+)\.(fc[12])\.bias", "layers.{0}.{1}.bias", None),
+    (r"layers\.(\d+)\.(self_attn_layer_norm|encoder_attn_layer_norm|final_layer_norm)\.scale",
+     "layers.{0}.{1}.weight", None),
+    (r"layers\.(\d+)\.(self_attn_layer_norm|encoder_attn_layer_norm|final_layer_norm)\.bias",
+     "layers.{0}.{1}.bias", None),
     (r"layer_norm\.scale", "layer_norm.weight", None),
     (r"layer_norm\.bias", "layer_norm.bias", None),
 ]
@@ -187,26 +202,32 @@ def model_kind(hf_config: dict, directory: Path) -> str:
     if kind in ("qwen2", "whisper"):
         return kind
     raise CheckpointError(f"{directory / 'config.json'}: model_type {kind!r} is not supported "
-                          "(supported: 'qwen2' for Qwen2/Qwen2.5, 'whisper' for the Whisper encoder)")
+                          "(supported: 'qwen2' for Qwen2/Qwen2.5, 'whisper' for the Whisper encoder or decoder)")
 
 
 def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None = None,
-                    compute_dtype=None, place: Callable | None = None) -> nnx.Module:
+                    compute_dtype=None, place: Callable | None = None, weights: bool = True,
+                    part: str | None = None) -> nnx.Module:
     """Build an NNX model from a local Hugging Face directory.
 
     `model_type` "qwen2" → `Qwen2ForCausalLM`; "whisper" (WhisperModel or
     WhisperForConditionalGeneration) → `WhisperEncoder`, optionally only its
-    first `num_layers` layers (only those weights are read).
+    first `num_layers` layers (only those weights are read); with `part="decoder"`
+    → `WhisperDecoder` instead (the cascade baseline's transcriber; loads whole).
     `place(nnx_path, logical_axes, array)` puts each loaded tensor on devices
     (default: `jnp.asarray`, the default device); sharded loading plugs in here.
+    `weights=False` reads only config.json and returns the model with abstract
+    (`jax.ShapeDtypeStruct`) values: ahead-of-time compilation needs no weight file.
     """
     directory = Path(path)
     hf_config = read_config(directory)
     kind = model_kind(hf_config, directory)
     param_dtype = _dtype(dtype)
     compute = _dtype(compute_dtype) if compute_dtype is not None else param_dtype
+    decoder = _whisper_part(kind, part, num_layers) == "decoder"
+    config_cls = Qwen2Config if kind == "qwen2" else WhisperDecoderConfig if decoder else WhisperEncoderConfig
     try:
-        config = (Qwen2Config if kind == "qwen2" else WhisperEncoderConfig).from_hf(hf_config)
+        config = config_cls.from_hf(hf_config)
     except KeyError as e:
         raise CheckpointError(f"{directory / 'config.json'}: missing field {e}") from None
     except ValueError as e:
@@ -214,6 +235,9 @@ def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None
     if kind == "qwen2":
         build = lambda: Qwen2ForCausalLM(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=compute)
         rules, prefix = QWEN2_RULES, ""
+    elif decoder:
+        build = lambda: WhisperDecoder(config, rngs=nnx.Rngs(0), param_dtype=param_dtype, dtype=compute)
+        rules, prefix = WHISPER_DECODER_RULES, None
     else:
         build = lambda: WhisperEncoder(config, num_layers=num_layers, rngs=nnx.Rngs(0),
                                        param_dtype=param_dtype, dtype=compute)
@@ -222,19 +246,40 @@ def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None
         abstract = nnx.eval_shape(build)  # no random init of billions of weights
     except ValueError as e:
         raise CheckpointError(f"{directory}: {e}") from None
+    if not weights:
+        return abstract
     tensors = SafetensorsDir(directory)
     if prefix is None:
-        prefix = _whisper_prefix(tensors, directory)
+        prefix = _whisper_prefix(tensors, directory, "decoder" if decoder else "encoder")
     load_into(abstract, tensors, rules, prefix, place)
     return abstract
 
 
-def _whisper_prefix(tensors: SafetensorsDir, directory: Path) -> str:
-    for prefix in ("model.encoder.", "encoder."):
-        if prefix + "conv1.weight" in tensors:
+def _whisper_part(kind: str, part: str | None, num_layers: int | None) -> str | None:
+    """The Whisper part to build ("encoder" by default); None for qwen2, which has no parts."""
+    if kind != "whisper":
+        if part is not None:
+            raise ValueError(f"part={part!r} applies to Whisper checkpoints only (this one is {kind})")
+        return None
+    part = part or "encoder"
+    if part not in ("encoder", "decoder"):
+        raise ValueError(f"part={part!r}: a Whisper checkpoint loads as 'encoder' or 'decoder'")
+    if part == "decoder" and num_layers is not None:
+        raise ValueError("num_layers truncates the Whisper encoder only; the decoder always loads whole")
+    return part
+
+
+# The tensor that tells which layout (WhisperForConditionalGeneration "model.", WhisperModel bare) a part uses.
+_WHISPER_PROBE = {"encoder": "conv1.weight", "decoder": "embed_tokens.weight"}
+
+
+def _whisper_prefix(tensors: SafetensorsDir, directory: Path, part: str = "encoder") -> str:
+    probe = _WHISPER_PROBE[part]
+    for prefix in (f"model.{part}.", f"{part}."):
+        if prefix + probe in tensors:
             return prefix
-    raise CheckpointError(f"{directory}: no Whisper encoder tensors found "
-                          "(expected 'model.encoder.conv1.weight' or 'encoder.conv1.weight')")
+    raise CheckpointError(f"{directory}: no Whisper {part} tensors found "
+                          f"(expected 'model.{part}.{probe}' or '{part}.{probe}')")
 
 
 def nnx_path(path: tuple) -> str:

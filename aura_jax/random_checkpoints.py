@@ -49,7 +49,7 @@ def make_qwen2(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int =
                num_hidden_layers: int = 4, num_attention_heads: int = 4, num_key_value_heads: int = 2,
                rope_theta: float = 10000.0, tie_word_embeddings: bool = True, max_shard_size: str | None = None,
                seed: int = 0, with_tokenizer: bool = True, dtype: str = "float32", embed_std: float = 0.25,
-               **extra) -> Path:
+               config_only: bool = False, **extra) -> Path:
     """A random Qwen2ForCausalLM saved as a HF directory (sharded when `max_shard_size` is set).
 
     Token embeddings get std `embed_std`: with transformers' default 0.02 a tied
@@ -63,6 +63,8 @@ def make_qwen2(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int =
                          num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                          num_key_value_heads=num_key_value_heads, rope_theta=rope_theta,
                          tie_word_embeddings=tie_word_embeddings, max_position_embeddings=4096, **extra)
+    if config_only:
+        return _save_config_only(config, out_dir)
     model = Qwen2ForCausalLM(config).to(getattr(torch, dtype)).eval()
     # Random init gives tiny weights; widen them so layers visibly change the residual stream.
     with torch.no_grad():
@@ -79,7 +81,7 @@ def make_qwen2(out_dir: str | Path, *, vocab_size: int = 512, hidden_size: int =
 
 def make_whisper(out_dir: str | Path, *, num_mel_bins: int = 128, d_model: int = 64, encoder_layers: int = 4,
                  encoder_attention_heads: int = 4, encoder_ffn_dim: int = 128, decoder_layers: int = 2,
-                 vocab_size: int = 128, seed: int = 0, dtype: str = "float32") -> Path:
+                 vocab_size: int = 128, seed: int = 0, dtype: str = "float32", config_only: bool = False) -> Path:
     """A random WhisperForConditionalGeneration saved as a HF directory (encoder + decoder)."""
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
@@ -92,6 +94,8 @@ def make_whisper(out_dir: str | Path, *, num_mel_bins: int = 128, d_model: int =
         decoder_ffn_dim=encoder_ffn_dim, max_source_positions=1500, max_target_positions=64,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
         suppress_tokens=[], begin_suppress_tokens=[])
+    if config_only:
+        return _save_config_only(config, out_dir)
     model = WhisperForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -133,11 +137,22 @@ PRESETS = {
 }
 
 
+def _save_config_only(config, out_dir) -> Path:
+    """config.json + the tokenizer, no weights: what ahead-of-time compilation reads."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    make_tokenizer(out)
+    return out
+
+
 def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str = "bfloat16",
-                max_shard_bytes: int = 5 * 2**30, shape_overrides: dict | None = None) -> Path:
+                max_shard_bytes: int = 5 * 2**30, shape_overrides: dict | None = None,
+                config_only: bool = False) -> Path:
     """Random weights at a preset's real shapes, written shard by shard (a 7B never sits in memory
     twice), with the tiny BPE tokenizer so the pipeline runs end to end. `shape_overrides`
-    shrinks a preset (tests exercise the same writer on small shapes)."""
+    shrinks a preset (tests exercise the same writer on small shapes). `config_only` writes
+    config.json and the tokenizer alone (seconds, bytes): enough for `aura-jax aot`."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     kind, shape = PRESETS[preset]
@@ -145,7 +160,8 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
         shape = {**shape, **shape_overrides}
     out = Path(out_dir)
     if shape is None:  # the small presets: built and saved by transformers directly
-        return make_qwen2(out, seed=seed) if kind == "qwen2" else make_whisper(out, seed=seed)
+        make = make_qwen2 if kind == "qwen2" else make_whisper
+        return make(out, seed=seed, config_only=config_only)
     import json
 
     import torch
@@ -158,10 +174,12 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
         config = WhisperConfig(**shape, pad_token_id=50256, bos_token_id=50257, eos_token_id=50257,
                                decoder_start_token_id=50258, suppress_tokens=[], begin_suppress_tokens=[])
         cls = WhisperForConditionalGeneration
-    with torch.device("meta"):  # names and shapes only, no memory
-        skeleton = cls(config)
     torch_dtype = getattr(torch, dtype)
     config.dtype = torch_dtype
+    if config_only:
+        return _save_config_only(config, out)
+    with torch.device("meta"):  # names and shapes only, no memory
+        skeleton = cls(config)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     shards, current, size = [], {}, 0

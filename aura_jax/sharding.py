@@ -104,6 +104,14 @@ def global_batch(local: dict, mesh: Mesh, rules: dict) -> dict:
             for k, v in local.items()}
 
 
+def activation_constraints(mesh: Mesh, rules: dict):
+    """The `models.layers.constrain` hook for this mesh: logical axes → with_sharding_constraint.
+    Only the named dims are pinned; dims named None stay replicated (as MaxText's activation rules)."""
+    def fn(x, axes):
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_spec(axes, x.shape, rules, mesh)))
+    return fn
+
+
 def placer(mesh: Mesh, rules: dict):
     """`place` callback for `aura_jax.hf.from_pretrained`: each tensor goes straight to its shards."""
     def place(_path, axes, array):

@@ -29,9 +29,9 @@ from aura_jax.build import ensure_random_checkpoints, load_aura
 from aura_jax.checkpoint import Checkpointer
 from aura_jax.config import Config, ConfigError, OptimConfig
 from aura_jax.distributed import is_main_process
-from aura_jax.loss import aura_loss
+from aura_jax.loss import aura_loss, loss_normalizers
 from aura_jax.metrics import MetricsWriter
-from aura_jax.models.layers import Trainable
+from aura_jax.models.layers import Trainable, activation_constraint
 
 
 @struct.dataclass
@@ -53,12 +53,50 @@ def build_optimizer(cfg: OptimConfig):
     return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1), schedule
 
 
-def make_train_step(graphdef, tx, schedule):
-    def train_step(state: TrainState, frozen, batch):
-        def loss_fn(params):
-            return aura_loss(nnx.merge(graphdef, params, frozen), batch)
+def make_grad_fn(graphdef, *, grad_accum_steps: int = 1, micro_constraint=None):
+    """(params, frozen, batch) → (gradients w.r.t. params, loss metrics) of the whole batch.
 
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_accum_steps > 1: the batch runs as that many micro-batches (rows j, j+A, j+2A, ... form
+    micro-batch j, so each device keeps its own rows) in a lax.scan that sums gradients and
+    metrics; every micro-batch divides by the whole batch's normalizers (`loss_normalizers`), so
+    the sums are the whole batch's loss, gradient and metrics (target_tokens: the batch's count).
+    `micro_constraint` pins the micro-batches' sharding (rows over the batch axes)."""
+
+    def loss_fn(params, frozen, batch, normalizers=None):
+        return aura_loss(nnx.merge(graphdef, params, frozen), batch, normalizers)
+
+    def grads_and_metrics(params, frozen, batch):
+        if grad_accum_steps == 1:
+            (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, frozen, batch)
+            return grads, metrics
+        model = nnx.merge(graphdef, params, frozen)
+        norms = loss_normalizers(batch, model.placeholder_id, model.config.audio.patch_frames)
+        a = grad_accum_steps
+        micro = jax.tree.map(lambda x: x.reshape((x.shape[0] // a, a) + x.shape[1:]).swapaxes(0, 1), batch)
+        micro_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def body(carry, mb):
+            if micro_constraint is not None:
+                mb = micro_constraint(mb)
+            (_, metrics), grads = micro_grad(params, frozen, mb, norms)
+            return jax.tree.map(jnp.add, carry, (grads, metrics)), None
+
+        zero = jax.eval_shape(lambda: micro_grad(params, frozen, jax.tree.map(lambda x: x[0], micro), norms))
+        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zero[1], zero[0][1]))
+        (grads, metrics), _ = jax.lax.scan(body, zero, micro)
+        return grads, metrics
+
+    return grads_and_metrics
+
+
+def make_train_step(graphdef, tx, schedule, *, grad_accum_steps: int = 1, micro_constraint=None):
+    """The jitted step's body: gradients (`make_grad_fn`, accumulated over micro-batches if asked),
+    then one optax update."""
+    grads_and_metrics = make_grad_fn(graphdef, grad_accum_steps=grad_accum_steps, micro_constraint=micro_constraint)
+
+    def train_step(state: TrainState, frozen, batch):
+        grads, metrics = grads_and_metrics(state.params, frozen, batch)
+        loss = metrics["loss"]
         # A non-finite loss must skip the update even if its gradient happens to be finite.
         grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -74,36 +112,75 @@ def make_train_step(graphdef, tx, schedule):
 class Trainer:
     """Builds the sharded model and state from a config; `run()` trains to `num_steps`."""
 
-    def __init__(self, config: Config, *, data=None, log=print):
+    def __init__(self, config: Config, *, data=None, log=print, devices=None, abstract: bool = False):
+        """devices: the mesh's devices (default: all of this process's backend); abstract=True builds
+        no array at all: params, optimizer state and frozen weights are `jax.ShapeDtypeStruct`s with
+        their shardings, read from config.json alone. `compiled_step` then lowers and compiles the
+        very program `train` runs, for any devices (a TPU or GPU topology: `aura_jax.tools.aot`)."""
         self.config, self.log = config, log if is_main_process() else (lambda *a, **k: None)
-        self.mesh = shd.make_mesh(config.mesh)
+        self.abstract = abstract
+        self.mesh = shd.make_mesh(config.mesh, devices)
         self.rules = config.sharding_rules
         dp = shd.data_parallel_size(self.mesh, self.rules)
-        if config.batch_size % dp or config.batch_size % jax.process_count():
+        processes = 1 if abstract else jax.process_count()
+        if config.batch_size % dp or config.batch_size % processes:
             raise ConfigError(f"batch_size={config.batch_size} must be divisible by the data-parallel size {dp} "
-                              f"and the process count {jax.process_count()}")
-        model = load_aura(config, place=shd.placer(self.mesh, self.rules))
+                              f"and the process count {processes}")
+        micro = config.batch_size // config.grad_accum_steps
+        if micro % dp:
+            raise ConfigError(f"grad_accum_steps={config.grad_accum_steps}: the micro-batch of {micro} rows "
+                              f"(batch_size {config.batch_size} / grad_accum_steps) must be divisible by the "
+                              f"data-parallel size {dp}")
+        model = load_aura(config, place=None if abstract else shd.placer(self.mesh, self.rules), abstract=abstract)
         self.graphdef, params, frozen = nnx.split(model, Trainable, ...)
-        self.frozen = jax.device_put(frozen, shd.state_shardings(frozen, self.mesh, self.rules))
+        frozen_shardings = shd.state_shardings(frozen, self.mesh, self.rules)
         param_shardings = shd.state_shardings(params, self.mesh, self.rules)
-        params = jax.device_put(params, param_shardings)
         self.tx, self.schedule = build_optimizer(config.optim)
         replicated = NamedSharding(self.mesh, PartitionSpec())
         # Moments shard like their parameters; counters replicate.
         opt_shardings = optax.tree_map_params(self.tx, lambda _, sh: sh, jax.eval_shape(self.tx.init, params),
                                               param_shardings, transform_non_params=lambda _: replicated)
-        opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(params)
-        self.state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated),
-                                jax.device_put(jax.random.PRNGKey(config.seed), replicated))
+        if abstract:
+            self.frozen = _abstract(frozen, frozen_shardings)
+            params = _abstract(params, param_shardings)
+            opt_state = _abstract(jax.eval_shape(self.tx.init, params), opt_shardings)
+            key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+            self.state = TrainState(params, opt_state, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+                                    jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated))
+        else:
+            self.frozen = jax.device_put(frozen, frozen_shardings)
+            params = jax.device_put(params, param_shardings)
+            opt_state = jax.jit(self.tx.init, out_shardings=opt_shardings)(params)
+            self.state = TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), replicated),
+                                    jax.device_put(jax.random.PRNGKey(config.seed), replicated))
         self.state_shardings = TrainState(param_shardings, opt_shardings, replicated, replicated)
         self.frozen_shardings = jax.tree.map(lambda x: x.sharding, self.frozen)
-        self.step_fn = make_train_step(self.graphdef, self.tx, self.schedule)
+        self.step_fn = make_train_step(self.graphdef, self.tx, self.schedule,
+                                       grad_accum_steps=config.grad_accum_steps, micro_constraint=self._micro_constraint)
         self._compiled: dict = {}
         self.data = data
         n_train = sum(x.size for x in jax.tree.leaves(params))
         n_frozen = sum(x.size for x in jax.tree.leaves(frozen))
+        self.num_params = {"trainable": n_train, "frozen": n_frozen}
+        accum = (f"; {config.grad_accum_steps} micro-batches of {micro} rows per step"
+                 if config.grad_accum_steps > 1 else "")
         self.log(f"mesh {dict(self.mesh.shape)}; {n_train:,} trainable / {n_frozen:,} frozen parameters; "
-                 f"teacher layers {model.teacher_layers}")
+                 f"teacher layers {model.teacher_layers}{accum}")
+
+    def _micro_constraint(self, micro_batch: dict) -> dict:
+        """A micro-batch's rows stay sharded over the batch axes (as the whole batch's were)."""
+        return {k: jax.lax.with_sharding_constraint(v, shd.batch_sharding(self.mesh, self.rules, v.ndim))
+                for k, v in micro_batch.items()}
+
+    def batch_spec(self, batch: dict) -> dict:
+        """Abstract global batch (ShapeDtypeStructs sharded as `global_batch` shards) of these host arrays'
+        shapes, or of {key: (shape, dtype)} (`data.examples.batch_shapes`): what the AOT path lowers
+        with instead of data."""
+        def spec(shape, dtype):  # int64 (example_index) becomes int32 on device, as global_batch makes it
+            return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(dtype),
+                                        sharding=shd.batch_sharding(self.mesh, self.rules, len(shape)))
+        return {k: spec(*v) if isinstance(v, tuple) else spec(np.shape(v), np.asarray(v).dtype)
+                for k, v in batch.items()}
 
     # -- compilation ---------------------------------------------------------
     def compiled_step(self, batch: dict):
@@ -114,7 +191,9 @@ class Trainer:
             jitted = jax.jit(self.step_fn, in_shardings=(self.state_shardings, self.frozen_shardings, batch_shardings),
                              out_shardings=(self.state_shardings, None), donate_argnums=(0,))
             start = time.time()
-            compiled = jitted.lower(self.state, self.frozen, batch).compile()
+            with activation_constraint(shd.activation_constraints(self.mesh, self.rules)):
+                lowered = jitted.lower(self.state, self.frozen, batch)
+            compiled = lowered.compile()
             shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in batch.items() if k in ("input_ids", "audio_features"))
             self.log(f"compiled train step for {shapes} in {time.time() - start:.1f} s; {memory_summary(compiled)}")
             self._compiled[signature] = compiled
@@ -178,6 +257,11 @@ class Trainer:
             writer.close()
             stop.restore()
         return summary
+
+
+def _abstract(tree, shardings):
+    """ShapeDtypeStructs of `tree` carrying `shardings` (same structure)."""
+    return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), tree, shardings)
 
 
 def batch_digest(local: dict) -> str:

@@ -48,6 +48,22 @@ def silence_features(n_mels: int) -> np.ndarray:
     return f
 
 
+def batch_shapes(rows: int, text_len: int, frames: int, *, n_mels: int, teacher_segments: int,
+                 teacher_frames: int = N_FRAMES) -> dict[str, tuple[tuple[int, ...], type]]:
+    """{key: (shape, dtype)} of a batch of `rows` rows, `text_len` text slots and `frames` student mel
+    frames: what `BatchMaker` builds, and what `aura-jax aot` compiles for without data. The teacher
+    gets its own features when its window differs from the student's (shorter clips' buckets,
+    several 30 s segments, or a short teacher window)."""
+    shapes = dict(input_ids=((rows, text_len), np.int32), attention_mask=((rows, text_len), np.bool_),
+                  loss_mask=((rows, text_len), np.bool_), audio_features=((rows, n_mels, frames), np.float32),
+                  audio_valid_frames=((rows,), np.int32))
+    if frames < teacher_frames or teacher_segments > 1 or teacher_frames < N_FRAMES:
+        shapes["teacher_features"] = ((rows, teacher_segments, n_mels, teacher_frames), np.float32)
+        shapes["teacher_valid_frames"] = ((rows, teacher_segments), np.int32)
+    shapes["example_index"] = ((rows,), np.int64)
+    return shapes
+
+
 class BatchMaker:
     """Plan entry (bucket L, global row indices) → this process's batch (dict of numpy arrays).
 
@@ -69,15 +85,11 @@ class BatchMaker:
         t = -(-t // self.text_bucket) * self.text_bucket
         b = len(rows) // self.process_count
         local = rows[self.process_index * b:(self.process_index + 1) * b]
-        with_teacher = frames < self.teacher_frames or self.segments > 1 or self.teacher_frames < N_FRAMES
-
-        batch = dict(input_ids=np.full((b, t), self.pad_id, np.int32), attention_mask=np.zeros((b, t), bool),
-                     loss_mask=np.zeros((b, t), bool),
-                     audio_features=np.empty((b, self.n_mels, frames), np.float32),
-                     audio_valid_frames=np.zeros((b,), np.int32))
-        if with_teacher:
-            batch["teacher_features"] = np.zeros((b, self.segments, self.n_mels, self.teacher_frames), np.float32)
-            batch["teacher_valid_frames"] = np.zeros((b, self.segments), np.int32)
+        shapes = batch_shapes(b, t, frames, n_mels=self.n_mels, teacher_segments=self.segments,
+                              teacher_frames=self.teacher_frames)
+        with_teacher = "teacher_features" in shapes
+        batch = {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
+        batch["input_ids"][:] = self.pad_id
         batch["example_index"] = local.copy()
         for i, r in enumerate(local):
             ex = self.examples[r]

@@ -7,9 +7,36 @@ files themselves know nothing about meshes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+
+# How activations are pinned to devices, set only while a sharded step is traced
+# (`aura_jax.sharding.activation_constraints`); models name logical axes and never see a mesh.
+_ACTIVATION_CONSTRAINT = contextvars.ContextVar("activation_constraint", default=None)
+
+
+@contextlib.contextmanager
+def activation_constraint(fn):
+    """While tracing inside this context, `constrain(x, axes)` calls `fn(x, axes)`."""
+    token = _ACTIVATION_CONSTRAINT.set(fn)
+    try:
+        yield
+    finally:
+        _ACTIVATION_CONSTRAINT.reset(token)
+
+
+def constrain(x: jax.Array, axes: tuple) -> jax.Array:
+    """Pin an activation's sharding by logical axis names, e.g. ("batch", None, None) for the residual
+    stream: rows stay on their data-parallel devices and the FSDP-sharded weights are gathered, rather
+    than the compiler contracting over the sharded hidden dim and all-reducing a whole batch of
+    logits (which it chose for Qwen2.5-7B on a v5e-8 without this). A no-op outside a sharded step."""
+    fn = _ACTIVATION_CONSTRAINT.get()
+    return x if fn is None else fn(x, axes)
 
 
 class Trainable(nnx.Param):

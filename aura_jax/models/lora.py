@@ -96,3 +96,10 @@ def merge_lora(llm) -> None:
         module.base.kernel.set_value(module.merged_kernel())
         parent = _target_parent(llm.layers[i], name)
         setattr(parent, name, module.base)
+
+
+def drop_lora(llm) -> None:
+    """Remove every adapter, leaving the base projections as they are, in place. A merged model has
+    exactly the base's shapes, so an abstract model for compiling inference drops its adapters."""
+    for i, name, _module in list(lora_modules(llm)):
+        setattr(_target_parent(llm.layers[i], name), name, _module.base)

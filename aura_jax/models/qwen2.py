@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from aura_jax.models.layers import Embed, Linear, RMSNorm
+from aura_jax.models.layers import Embed, Linear, RMSNorm, constrain
+
+RESIDUAL = ("batch", None, None)  # logical axes of the residual stream [batch, time, hidden]
 
 MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite: fully masked rows stay NaN-free
 
@@ -241,6 +243,7 @@ class Qwen2ForCausalLM(nnx.Module):
             else:
                 graphdef, state = nnx.split(layer)
                 x = apply(graphdef, state, x)
+            x = constrain(x, RESIDUAL)
             if hidden is not None:
                 hidden.append(x)
         if self.scan_from is not None:
@@ -251,7 +254,7 @@ class Qwen2ForCausalLM(nnx.Module):
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[st for _, st in splits])
 
             def body(carry, state):
-                y = apply(graphdef, state, carry)
+                y = constrain(apply(graphdef, state, carry), RESIDUAL)
                 return y, (y if hidden is not None else None)
 
             x, ys = jax.lax.scan(body, x, stacked)
@@ -266,6 +269,7 @@ class Qwen2ForCausalLM(nnx.Module):
                  output_hidden_states: bool = False, cache: KVCache | None = None,
                  bidirectional_mask=None) -> CausalLMOutput:
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
+        x = constrain(x, RESIDUAL)
         b, t, _ = x.shape
         mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
         start = jnp.zeros((), jnp.int32) if cache is None else cache.index
@@ -292,6 +296,7 @@ class Qwen2ForCausalLM(nnx.Module):
         for i, layer in enumerate([] if fast else self.layers):
             cache_kv = None if cache is None else (cache.keys[i], cache.values[i])
             x, new_kv = layer(x, cos, sin, bias, cache_kv, start)
+            x = constrain(x, RESIDUAL)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])
@@ -300,6 +305,7 @@ class Qwen2ForCausalLM(nnx.Module):
         x = self.norm(x)
         if hidden is not None:
             hidden[-1] = x
-        logits = self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
+        logits = constrain(self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x),
+                           ("batch", None, "vocab"))
         new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), key_mask, start + t)
         return CausalLMOutput(logits=logits, hidden_states=tuple(hidden) if hidden else None, cache=new_cache)

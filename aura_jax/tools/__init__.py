@@ -1,0 +1,1 @@
+"""Tools that measure or compile the program without training it: ahead-of-time compilation for accelerators that are not here (`aot`), their targets, and what compiled programs say about themselves."""
