@@ -2,8 +2,21 @@
 # Create or refresh the project environment in .venv/ at the repo root.
 # Pinned to versions checked together on CPU (Python 3.11). torch is pinned to
 # the CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
+#
+#   --aot   also install the compile-only accelerator plugins for `aura-jax aot`:
+#           libtpu (TPU slices) in .venv/aot/tpu and jax's CUDA plugin + ptxas in
+#           .venv/aot/cuda, pinned to the jax in .venv (~1.3 GB). They stay out of
+#           site-packages, so no other command ever loads them (a libtpu there makes
+#           every `import jax` on a CPU box print TPU errors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+AOT=0
+for arg in "$@"; do
+  case "$arg" in
+    --aot) AOT=1 ;;
+    *) echo "setup_env.sh: unknown option $arg (use --aot)" >&2; exit 2 ;;
+  esac
+done
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
@@ -13,7 +26,31 @@ PY=${PYTHON:-python3}
 # CFM/PEDANTS: qa-metrics 0.2.26 is the last release with both CFMatcher and PEDANT. Its
 # scikit-learn==1.3.2 pin cannot be met next to numpy 2; it runs on the current one.
 .venv/bin/python -m pip install -q --no-deps "qa-metrics==0.2.26"
-# Synthesized speech for the demo and tests (optional: a generated signal is the fallback).
-if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || echo "note: espeak-ng not installed; using generated signals"
+# Synthesized speech for the demo and tests (optional: a generated signal is the fallback);
+# strace lets the AOT tests show that libtpu contacts no network address.
+missing=""
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+[ "$AOT" = 0 ] || command -v strace >/dev/null 2>&1 || missing="$missing strace"
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq $missing >/dev/null) || echo "note:$missing not installed"
+fi
+if [ "$AOT" = 1 ]; then
+  # Versions follow the jax in .venv: libtpu as jax[tpu] pins it, the CUDA plugin at jax's version.
+  JAXV=$(.venv/bin/python -c "import jax; print(jax.__version__)")
+  LIBTPU=$(.venv/bin/python -c "
+import importlib.metadata as md, re
+print(next(re.sub(r';.*', '', r).replace(' ', '') for r in md.requires('jax') if r.startswith('libtpu') and 'tpu' in r))")
+  install_target() {  # folder, stamp, packages...
+    local dir=$1 stamp=$2; shift 2
+    if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
+      rm -rf "$dir" && mkdir -p "$dir"
+      .venv/bin/python -m pip install -q --no-deps --target "$dir" "$@"
+      echo "$stamp" > "$dir/.stamp"
+    fi
+  }
+  install_target .venv/aot/tpu "$LIBTPU" "$LIBTPU"
+  # The plugin and its PJRT library, and ptxas/libdevice (nvcc) to compile kernels; the CUDA
+  # runtime libraries are not needed to compile without a GPU.
+  install_target .venv/aot/cuda "jax-cuda12-plugin==$JAXV nvcc-12.9.86" "jax-cuda12-plugin==$JAXV" \
+    "jax-cuda12-pjrt==$JAXV" "nvidia-cuda-nvcc-cu12==12.9.86"
 fi

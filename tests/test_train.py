@@ -98,6 +98,32 @@ def test_sharded_equals_unsharded(straight, sharded):
     assert_same_losses(losses(sharded), losses(straight[0]), [1, 2, 3], rtol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def accumulated(base, tmp_path_factory):
+    """The straight run's 6 steps of 4 rows, each as 2 micro-batches of 2 rows on 2 devices."""
+    run_dir = tmp_path_factory.mktemp("accumulated")
+    return run_dir, run(run_dir, base, "steps=6", "checkpoint_every=3", "grad_accum_steps=2", devices=2)
+
+
+def test_gradient_accumulation_trains_like_the_big_batch(straight, accumulated):
+    """Same data in the same order, same losses: step 1 to float precision; later steps through AdamW,
+    which divides tiny gradients by their own magnitude, to 1e-4."""
+    run_dir, proc = accumulated
+    assert "2 micro-batches of 2 rows per step" in proc.stdout
+    ours, big = losses(run_dir), losses(straight[0])
+    assert_same_losses(ours, big, [1], rtol=1e-6)
+    assert_same_losses(ours, big, [2, 3, 4, 5, 6], rtol=1e-4)
+    assert load_config(run_dir / "config.yaml").grad_accum_steps == 2
+
+
+def test_resume_with_gradient_accumulation_is_exact(accumulated, base, tmp_path):
+    run_dir = tmp_path / "accum-resumed"
+    run(run_dir, base, "steps=3", "checkpoint_every=3", "grad_accum_steps=2", devices=2)
+    again = run(run_dir, base, "steps=6", "checkpoint_every=3", "grad_accum_steps=2", devices=2)
+    assert "at step 3" in again.stdout
+    assert_same_losses(losses(run_dir), losses(accumulated[0]), [4, 5, 6], rtol=1e-6)
+
+
 def test_restore_onto_a_different_mesh(straight, sharded, base):
     """The 8-device run's step-3 checkpoint resumes on 1 device and continues exactly."""
     proc = run(sharded, base, "steps=6", "checkpoint_every=3")
@@ -207,6 +233,33 @@ def test_non_finite_step_is_skipped_and_counted(trainer_and_batch):
     assert metrics["skipped"] == 0 and np.isfinite(metrics["loss"])
     assert not all(np.array_equal(a, np.asarray(b)) for a, b in zip(jax.tree.leaves(after),
                                                                      jax.tree.leaves(trainer.state.params)))
+
+
+def test_accumulated_gradients_equal_the_whole_batch(trainer_and_batch):
+    """One text-only row, uneven CE targets: micro-batches divided by the whole batch's counts sum to
+    the whole batch's loss, metrics and gradient."""
+    from aura_jax import sharding as shd
+    from aura_jax.loss import loss_normalizers
+    from aura_jax.train import make_grad_fn
+
+    trainer, batch = trainer_and_batch
+    placeholder = nnx.merge(trainer.graphdef, trainer.state.params, trainer.frozen).placeholder_id
+    batch = {k: np.array(v) for k, v in batch.items()}
+    batch["input_ids"][1][batch["input_ids"][1] == placeholder] = 0  # row 1 becomes text-only
+    last = np.flatnonzero(batch["loss_mask"][0])[-3:]
+    batch["loss_mask"][0, last] = False  # row 0 has fewer targets
+    g = shd.global_batch(batch, trainer.mesh, trainer.rules)
+    params, frozen = trainer.state.params, trainer.frozen
+    grads, metrics = jax.jit(make_grad_fn(trainer.graphdef))(params, frozen, g)
+    acc_grads, acc_metrics = jax.jit(make_grad_fn(trainer.graphdef, grad_accum_steps=2))(params, frozen, g)
+    norms = jax.device_get(loss_normalizers(g, placeholder, trainer.config.audio.patch_frames))
+    assert norms["audio_rows"] == 1 and norms["target_tokens"] == metrics["target_tokens"]
+    for key in ("loss", "ce", "distill", "target_tokens", "cos_l1", "mse_l2"):
+        np.testing.assert_allclose(acc_metrics[key], metrics[key], rtol=1e-6, err_msg=key)
+    for a, b in zip(jax.tree.leaves(acc_grads), jax.tree.leaves(grads)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(b)) + 1e-12
+    assert any(np.max(np.abs(np.asarray(x))) > 0 for x in jax.tree.leaves(grads))
 
 
 def test_learns_a_fixed_batch(trainer_and_batch):

@@ -55,8 +55,10 @@ def add_arguments(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64, help="--inference: answer tokens (default 64)")
     p.add_argument("--asr-tokens", type=int, default=128,
                    help="--inference: the cascade's Whisper transcript tokens (default 128)")
-    p.add_argument("--usable-fraction", type=float, default=0.9,
-                   help="a program fits when its bytes are at most this share of the chip's memory (default 0.9)")
+    p.add_argument("--usable-fraction", type=float, default=None,
+                   help="a program fits when its bytes are at most this share of the chip's memory (default: "
+                        "TPU 1.0, the compiler refusing what exceeds the chip; GPU 0.92, the XLA_PYTHON_CLIENT_MEM_FRACTION "
+                        "the GPU launchers set; JAX's own default is 0.75)")
     p.add_argument("--cache", default="~/.cache/aura_jax/aot",
                    help="results of earlier compiles (same config, target, shapes, versions) are reused from "
                         "here; '' disables")
@@ -94,11 +96,21 @@ def analyse(compiled, target: tg.Target, n_devices: int, *, model_flops: float |
     mem = hlo_stats.memory(compiled, chip.hbm_bytes, usable_fraction)
     costs = hlo_stats.xla_costs(compiled)
     colls = hlo_stats.collectives(compiled.as_text())
-    out = {"memory": mem, "xla": costs, "collectives": colls,
-           "model_flops_per_device": None if model_flops is None else model_flops / n_devices}
-    out["estimate"] = estimate(chip, costs, hlo_stats.interconnect_bytes(colls),
-                               out["model_flops_per_device"], rows, target.platform)
-    return out
+    return {"memory": mem, "xla": costs, "collectives": colls, "rows": rows,
+            "model_flops_per_device": None if model_flops is None else model_flops / n_devices}
+
+
+def with_estimate(report: dict, target: tg.Target) -> dict:
+    """The report plus its labelled estimate, recomputed from the compiler's facts (so a cached
+    compile gets today's estimate)."""
+    from aura_jax.tools import hlo_stats
+
+    if report["memory"] and report["memory"].get("refused_by_compiler"):
+        est = {"is_estimate": True, "method": "none: the program does not fit", "step_s": None}
+    else:
+        est = estimate(target.spec, report["xla"], hlo_stats.interconnect_bytes(report["collectives"]),
+                       report["model_flops_per_device"], report.get("rows"), target.platform)
+    return dict(report, estimate=est)
 
 
 _OOM = re.compile(r"memory required for (.+?) \(([\d.]+)([KMGT])\) exceeds available (?:HBM|memory) \(([\d.]+)([KMGT])\)")
@@ -122,8 +134,7 @@ def out_of_memory(error: Exception, target: tg.Target, n_devices: int, model_flo
     return {"memory": {"fits": False, "refused_by_compiler": first, "required": needed, "required_for": what,
                        "available": available, "capacity": target.spec.hbm_bytes, "total": needed},
             "xla": {"flops": None, "bytes_accessed": None, "optimal_seconds": None, "source": None},
-            "collectives": {}, "model_flops_per_device": model_flops / n_devices,
-            "estimate": {"is_estimate": True, "method": "none: the program does not fit", "step_s": None}}
+            "collectives": {}, "model_flops_per_device": model_flops / n_devices}
 
 
 def estimate(chip: tg.Chip, costs: dict, link_bytes: float, model_flops_per_device: float | None,
@@ -144,10 +155,10 @@ def estimate(chip: tg.Chip, costs: dict, link_bytes: float, model_flops_per_devi
     sane = opt is not None and math.isfinite(opt) and opt > 0 and 0.5 * roofline <= opt <= 50 * roofline
     seconds = opt if sane else roofline
     method = ("TPU cost model (optimal_seconds)" if sane else
-              "roofline max(compute, HBM, interconnect)" + ("" if opt is None else
-                                                           f"; cost model's optimal_seconds {opt:.4g} rejected"))
+              "roofline max(compute, HBM, interconnect): a lower bound on the step, so MFU is an upper bound"
+              + ("" if opt is None else f"; cost model's optimal_seconds {opt:.4g} rejected"))
     out = {"is_estimate": True, "method": method, "step_s": seconds, "roofline_terms": terms,
-           "cost_model_optimal_s": opt, "cost_model_sane": sane}
+           "cost_model_optimal_s": opt, "cost_model_sane": sane, "bound": None if sane else "roofline"}
     if seconds > 0 and rows:
         out["examples_per_s"] = rows / seconds
     if seconds > 0 and model_flops_per_device:
@@ -208,6 +219,32 @@ def describe(config, target: tg.Target, devices) -> dict:
             "batch": config.batch_size, "grad_accum_steps": config.grad_accum_steps}
 
 
+def train_report(config, target: tg.Target, devices, text_len: int, frames: int, *, usable_fraction: float = 0.9,
+                 cache=None, compiler=None, log=print) -> dict:
+    """The analysed step for one batch shape, from the cache or compiled (`compiler`: a TrainCompiler of
+    this config to reuse); the estimate is always recomputed."""
+    key = cache_key(config, target, {"kind": "train", "text": text_len, "frames": frames})
+    hit = cache.get(key) if cache else None
+    if hit is None:
+        compiler = compiler or TrainCompiler(config, target, devices, usable_fraction=usable_fraction, log=log)
+        hit = compiler.compile(text_len, frames)
+        if cache:
+            cache.put(key, hit)
+    else:
+        hit = dict(hit, cached=True)
+    return with_estimate(judge_fit(hit, usable_fraction), target)
+
+
+def judge_fit(report: dict, usable_fraction: float) -> dict:
+    """Fit and headroom against this run's usable share of the chip (recomputed: cached compiles too)."""
+    m = report["memory"]
+    if not m or m.get("refused_by_compiler") or m.get("capacity") is None:
+        return report
+    usable = usable_fraction * m["capacity"]
+    return dict(report, memory=dict(m, usable_fraction=usable_fraction, headroom=int(usable - m["total"]),
+                                    fits=m["total"] <= usable))
+
+
 def compile_train(config, target: tg.Target, devices, *, text_lens=None, usable_fraction=0.9, cache=None,
                   log=print) -> list[dict]:
     """One report per batch shape (text × audio bucket); cached results are reused."""
@@ -216,19 +253,12 @@ def compile_train(config, target: tg.Target, devices, *, text_lens=None, usable_
     reports = []
     for frames in sorted(config.data.audio_buckets):
         for t in text_lens:
-            key = cache_key(config, target, {"kind": "train", "text": t, "frames": frames,
-                                             "usable_fraction": usable_fraction})
-            hit = cache.get(key) if cache else None
-            if hit is None:
-                compiler = compiler or TrainCompiler(config, target, devices, usable_fraction=usable_fraction,
-                                                     log=log)
-                hit = compiler.compile(t, frames)
-                if cache:
-                    cache.put(key, hit)
-            else:
-                hit = dict(hit, cached=True)
-            log(one_line(hit))
-            reports.append(hit)
+            if compiler is None and cache is None:
+                compiler = TrainCompiler(config, target, devices, usable_fraction=usable_fraction, log=log)
+            r = train_report(config, target, devices, t, frames, usable_fraction=usable_fraction, cache=cache,
+                             compiler=compiler, log=log)
+            log(one_line(r))
+            reports.append(r)
     return reports
 
 
@@ -255,22 +285,18 @@ def batch_sweep(config, target: tg.Target, devices, *, remats, text_len: int, fr
         def fits(b: int) -> bool | None:
             if b in trials:
                 return trials[b]["fits"]
-            key = cache_key(dataclasses.replace(cfg, batch_size=b), target,
-                            {"kind": "train", "text": text_len, "frames": frames, "usable_fraction": usable_fraction})
-            hit = cache.get(key) if cache else None
-            cached = hit is not None
-            if hit is None:
-                if time.perf_counter() - started > time_cap:
-                    return None
-                hit = TrainCompiler(dataclasses.replace(cfg, batch_size=b), target, devices,
-                                    usable_fraction=usable_fraction, log=lambda *a, **k: None).compile(text_len, frames)
-                if cache:
-                    cache.put(key, hit)
-            trials[b] = {"fits": bool(hit["memory"]["fits"]), "total_bytes": hit["memory"]["total"],
-                         "compile_s": hit["compile_s"], "cached": cached,
-                         "estimate_step_s": hit["estimate"]["step_s"]}
-            log(f"  remat={remat} batch {b}: {gib(hit['memory']['total'])} GiB per device -> "
-                f"{'fits' if hit['memory']['fits'] else 'does not fit'}")
+            cfg_b = dataclasses.replace(cfg, batch_size=b)
+            key = cache_key(cfg_b, target, {"kind": "train", "text": text_len, "frames": frames})
+            if not (cache and cache.get(key)) and time.perf_counter() - started > time_cap:
+                return None
+            hit = train_report(cfg_b, target, devices, text_len, frames, usable_fraction=usable_fraction,
+                               cache=cache, log=lambda *a, **k: None)
+            m = hit["memory"]
+            trials[b] = {"fits": bool(m["fits"]), "total_bytes": m["total"], "compile_s": hit["compile_s"],
+                         "cached": bool(hit.get("cached")), "estimate_step_s": hit["estimate"]["step_s"],
+                         "refused_by_compiler": m.get("refused_by_compiler")}
+            log(f"  remat={remat} batch {b}: {gib(m['total'])} GiB per device -> "
+                f"{'fits' if m['fits'] else 'does not fit'}" + (" (cached)" if hit.get("cached") else ""))
             return trials[b]["fits"]
 
         lo, hi, capped = None, None, False  # lo fits, hi does not
@@ -360,6 +386,8 @@ def code_fingerprint() -> str:
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
+        if path.name == "aot.py":  # its estimates are recomputed from cached facts; the rest shapes them
+            continue
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
@@ -416,8 +444,8 @@ def _collectives_cell(colls: dict) -> str:
     return ", ".join(f"{k} {v['count']}x {v['bytes'] / 2**30:.2f} GiB" for k, v in sorted(colls.items())) or "none"
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+def _pct(x, bound=None) -> str:
+    return "n/a" if x is None else ("≤ " if bound else "") + f"{100 * x:.1f}%"
 
 
 def train_table(rows: list[dict]) -> list[str]:
@@ -428,6 +456,8 @@ def train_table(rows: list[dict]) -> list[str]:
     for r in rows:
         m, e, x = r["memory"] or {}, r["estimate"], r["xla"]
         xla = "n/a" if x["flops"] is None else f"{x['flops'] / 1e12:.2f}"
+        if x.get("source") == "hlo_module_cost_analysis":
+            xla += " (cuBLAS/cuDNN calls not counted)"
         share = f"{100 * m['total'] / m['capacity']:.0f}%" if m and m.get("total") else "n/a"
         if m.get("refused_by_compiler"):
             share += f" (refused: {gib(m['required'])} GiB for {m['required_for']})"
@@ -435,7 +465,7 @@ def train_table(rows: list[dict]) -> list[str]:
                  gib(m.get("alias")), gib(m.get("total")), share, "yes" if m.get("fits") else "NO",
                  gib(m.get("headroom")), f"{r['model_flops_per_device'] / 1e12:.2f}", xla,
                  _collectives_cell(r["collectives"]), _g(e["step_s"]), _g(e.get("examples_per_s")),
-                 _pct(e.get("mfu")), e["method"], "cached" if r.get("cached") else f"{r['compile_s']:.0f}"]
+                 _pct(e.get("mfu"), e.get("bound")), e["method"].split(":")[0], "cached" if r.get("cached") else f"{r['compile_s']:.0f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
@@ -477,6 +507,8 @@ def main(args) -> int:
 
     config = load_config(args.config, args.overrides)
     devices = tg.target_devices(target)
+    if args.usable_fraction is None:
+        args.usable_fraction = tg.default_usable_fraction(target)
     text_lens = [int(x) for x in args.text_tokens.split(",") if x] if args.text_tokens else None
     cache = ResultCache(args.cache) if args.cache else None
     report = {"target": describe(config, target, devices), "command": " ".join(

@@ -169,3 +169,22 @@ def interconnect_bytes(colls: dict[str, dict]) -> float:
     """Bytes each device moves over the interconnect, ring algorithms: an all-reduce moves its array
     about twice (reduce-scatter + all-gather), the others about once."""
     return sum(v["bytes"] * (2.0 if k == "all-reduce" else 1.0) for k, v in colls.items())
+
+
+_METADATA = re.compile(r",? metadata=\{[^}]*\}")
+_DEBUG_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+
+
+def program_text(compiled) -> str:
+    """The optimised HLO without source locations (op metadata and the stack-frame tables, which
+    name the Python lines that called into jax): equal texts mean the same compiled program."""
+    lines, skipping = [], False
+    for line in compiled.as_text().splitlines():
+        if line.strip() in _DEBUG_TABLES:
+            skipping = True
+        elif skipping and not line.strip():
+            skipping = False
+            continue
+        if not skipping:
+            lines.append(_METADATA.sub("", line))
+    return "\n".join(lines)

@@ -92,6 +92,13 @@ def resolve_target(name: str) -> Target:
                       "(tpu:v5p:2x2x2, /N for N slices) or a GPU one such as h100:1x2x8 (slices x hosts x GPUs)")
 
 
+def default_usable_fraction(target: Target) -> float:
+    """Share of a device's memory a program may use: on TPU what the compiler accepts (it refuses a
+    program that exceeds the chip); on GPU the 92% the launchers let JAX's allocator take
+    (XLA_PYTHON_CLIENT_MEM_FRACTION=0.92 in launch/*gpu*; JAX's own default is 0.75)."""
+    return 1.0 if target.platform == "tpu" else 0.92
+
+
 def plugins_dir() -> Path:
     """Where `scripts/setup_env.sh --aot` puts libtpu and the CUDA plugin (AURA_AOT_PLUGINS overrides)."""
     return Path(os.environ.get("AURA_AOT_PLUGINS") or Path(sys.prefix) / "aot")
@@ -136,7 +143,9 @@ def _late_plugin_discovery(platform: str) -> None:
     bridge = sys.modules.get("jax._src.xla_bridge")
     if bridge is None:
         return
-    if getattr(bridge, "_plugins_registered", False):
+    if platform == "cuda" and "cuda" in getattr(bridge, "_backend_factories", {}):
+        return  # already registered (enabled before)
+    if platform == "cuda" and getattr(bridge, "_plugins_registered", False):
         raise RuntimeError("jax initialised its backends before the compile-only plugin was enabled: "
                            "call aura_jax.tools.targets.enable_plugin first")
     import importlib
