@@ -1,8 +1,8 @@
 """Produce docs/SCALE.md's tables: the paper's configuration compiled for every named target.
 
 For each target: `aura-jax aot --batch-sweep` (largest global batch that fits at once, per remat
-policy), then the paper's global batch of 128 with the fewest gradient-accumulation steps that
-fit (remat none preferred on a tie: it recomputes nothing), compiled and reported; for the
+policy), then the paper's global batch of 128 without rematerialisation if any micro-batch fits
+(fewest accumulation steps), else with it, compiled and reported; for the
 targets in --bucketed also the bucketed configuration (data.audio_buckets=[500,1000,2000,3000]).
 Every command runs through `aura-jax aot` (results are cached by that command, so a rerun
 compiles only what changed) and is written beside its row.
@@ -37,19 +37,19 @@ def run(cmd: list[str], log: Path) -> None:
 
 
 def plan(sweep: dict, devices: int) -> tuple[str, int] | None:
-    """(remat, accumulation steps) reaching GLOBAL_BATCH with the fewest micro-batches."""
-    best = None
+    """(remat, accumulation steps) for GLOBAL_BATCH: the first policy in order none, dots_saveable, full
+    whose largest fitting batch holds a micro-batch of at least one row per device, with the fewest
+    micro-batches it needs. Rematerialisation recomputes the forward pass (about a third more
+    FLOPs); accumulation only splits the batch, so it is preferred."""
     for remat in ("none", "dots_saveable", "full"):
         r = sweep["results"].get(remat)
         if not r or not r["largest_fitting_batch"]:
             continue
         for accum in (1, 2, 4, 8, 16, 32, 64, 128):
             micro = GLOBAL_BATCH // accum
-            if micro * accum == GLOBAL_BATCH and micro % devices == 0 and micro <= r["largest_fitting_batch"]:
-                if best is None or accum < best[1]:
-                    best = (remat, accum)
-                break
-    return best
+            if micro % devices == 0 and micro <= r["largest_fitting_batch"]:
+                return remat, accum
+    return None
 
 
 # ---------------------------------------------------------------------------

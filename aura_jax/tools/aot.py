@@ -51,6 +51,7 @@ def add_arguments(p) -> None:
                    help="--batch-sweep: stop compiling after this many seconds and report the bracket found")
     p.add_argument("--inference", action="store_true",
                    help="also compile AuRA's and the cascade's generation programs on one device of the target")
+    p.add_argument("--inference-only", action="store_true", help="--inference without compiling the training step")
     p.add_argument("--prompt-tokens", type=int, default=64, help="--inference: text prompt slots (default 64)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="--inference: answer tokens (default 64)")
     p.add_argument("--asr-tokens", type=int, default=128,
@@ -523,10 +524,10 @@ def main(args) -> int:
         report["sweep"] = batch_sweep(config, target, devices, remats=remats, text_len=t,
                                       frames=max(config.data.audio_buckets), max_batch=args.max_batch,
                                       time_cap=args.time_cap, usable_fraction=args.usable_fraction, cache=cache)
-    else:
+    elif not args.inference_only:
         report["train"] = compile_train(config, target, devices, text_lens=text_lens,
                                         usable_fraction=args.usable_fraction, cache=cache)
-    if args.inference:
+    if args.inference or args.inference_only:
         report["inference"] = compile_inference(config, target, devices[0], prompt_tokens=args.prompt_tokens,
                                                 max_new_tokens=args.max_new_tokens, asr_tokens=args.asr_tokens,
                                                 usable_fraction=args.usable_fraction)

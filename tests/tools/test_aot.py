@@ -157,12 +157,16 @@ def check_train_report(report, *, devices, batch, accum=1):
     return r
 
 
-@needs_tpu
-def test_tpu_slice_report_without_any_network(tiny_dirs, tmp_path):
+def needs_strace():
     if shutil.which("strace") is None:
         if IN_CI:
-            pytest.fail("strace missing: scripts/setup_env.sh installs it")
+            pytest.fail("strace missing: scripts/setup_env.sh --aot installs it")
         pytest.skip("strace not installed")
+
+
+@needs_tpu
+def test_tpu_slice_report_without_any_network(tiny_dirs, tmp_path):
+    needs_strace()
     report, proc, trace = run_aot([TINY, *tiny_dirs, "batch_size=16", "grad_accum_steps=2", "--target",
                                    "tpu-v5e-8"], tmp_path, strace=True)
     r = check_train_report(report, devices=8, batch=16, accum=2)
@@ -173,9 +177,12 @@ def test_tpu_slice_report_without_any_network(tiny_dirs, tmp_path):
 
 
 @needs_cuda
-def test_gpu_report_and_inference_programs(tiny_dirs, tmp_path):
+def test_gpu_report_and_inference_programs_without_any_network(tiny_dirs, tmp_path):
+    needs_strace()
     report, proc, trace = run_aot([TINY, *tiny_dirs, "batch_size=8", "mesh.data=1", "mesh.fsdp=-1", "--target",
-                                   "h100x8", "--inference", "--asr-tokens", "8", "--max-new-tokens", "4"], tmp_path)
+                                   "h100x8", "--inference", "--asr-tokens", "8", "--max-new-tokens", "4"], tmp_path,
+                                  strace=True)
+    assert network_connects(trace) == []
     r = check_train_report(report, devices=8, batch=8)
     assert "all-gather" in r["collectives"]  # FSDP gathers the frozen weights
     assert "roofline" in r["estimate"]["method"]
