@@ -236,3 +236,13 @@ def test_other_commands_never_see_the_plugins():
                           capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert proc.returncode == 0 and proc.stdout.split()[0] == "cpu"
     assert "TPU" not in proc.stderr and "libtpu" not in proc.stderr and "cuda" not in proc.stderr.lower()
+
+
+def test_a_missing_plugin_or_unknown_target_is_one_line(tmp_path):
+    env = dict(os.environ, AURA_AOT_PLUGINS=str(tmp_path / "none"))
+    for target, message in (("tpu-v5e-8", "libtpu is not installed"), ("h200x8", "the jax CUDA plugin is not installed"),
+                            ("a100x8", "--target 'a100x8'")):
+        proc = subprocess.run([sys.executable, "-m", "aura_jax.cli", "aot", TINY, "--target", target],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "setup_env.sh --aot" in proc.stderr or target == "a100x8"
