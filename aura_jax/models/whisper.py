@@ -22,6 +22,12 @@ from aura_jax.models.layers import Embed, LayerNorm, Linear, constrain, param
 from aura_jax.models.qwen2 import MASK_VALUE, RESIDUAL
 
 
+def _check_activation(hf: dict[str, Any]) -> None:
+    act = hf.get("activation_function", "gelu")
+    if act != "gelu":
+        raise ValueError(f"config.json: activation_function {act!r} is not supported (only 'gelu')")
+
+
 @dataclasses.dataclass(frozen=True)
 class WhisperEncoderConfig:
     d_model: int
@@ -33,9 +39,7 @@ class WhisperEncoderConfig:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> "WhisperEncoderConfig":
-        act = hf.get("activation_function", "gelu")
-        if act != "gelu":
-            raise ValueError(f"config.json: activation_function {act!r} is not supported (only 'gelu')")
+        _check_activation(hf)
         return cls(d_model=hf["d_model"], encoder_layers=hf["encoder_layers"],
                    encoder_attention_heads=hf["encoder_attention_heads"], encoder_ffn_dim=hf["encoder_ffn_dim"],
                    num_mel_bins=hf.get("num_mel_bins", 80), max_source_positions=hf.get("max_source_positions", 1500))
@@ -185,9 +189,7 @@ class WhisperDecoderConfig:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> "WhisperDecoderConfig":
-        act = hf.get("activation_function", "gelu")
-        if act != "gelu":
-            raise ValueError(f"config.json: activation_function {act!r} is not supported (only 'gelu')")
+        _check_activation(hf)
         return cls(d_model=hf["d_model"], decoder_layers=hf["decoder_layers"],
                    decoder_attention_heads=hf["decoder_attention_heads"], decoder_ffn_dim=hf["decoder_ffn_dim"],
                    vocab_size=hf["vocab_size"], max_target_positions=hf.get("max_target_positions", 448),
