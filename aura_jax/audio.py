@@ -7,10 +7,15 @@ Everything here is numpy except `patchify`, which also accepts JAX arrays.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import os
+import sys
+import tempfile
+import threading
+import typing
 import warnings
 
 import numpy as np
@@ -40,15 +45,57 @@ def _read_soundfile(source) -> tuple[np.ndarray, int]:
     return data, int(sr)
 
 
+# libsndfile's mp3 decoder (mpg123) writes notes on damaged frames straight to file descriptor 2
+# ("Note: Illegal Audio-MPEG-Header ...", "Note: Trying to resync..."): a corrupt clip is already
+# reported once, as a skipped row or an AudioError. While any thread decodes, fd 2 goes to a
+# temporary file; when the last decode ends, lines that are not such notes are written back.
+_DECODER_NOTES = (b"Note: ", b"Warning: Xing stream size", b"[src/", b"Warning: Encountered more data")
+_stderr_lock = threading.Lock()
+_stderr_users = 0
+_stderr_saved: tuple[int, typing.IO[bytes]] | None = None
+
+
+@contextlib.contextmanager
+def _decoder_notes_silenced():
+    global _stderr_users, _stderr_saved
+    with _stderr_lock:
+        if _stderr_users == 0:
+            try:
+                sys.stderr.flush()
+                capture = tempfile.TemporaryFile()
+                _stderr_saved = (os.dup(2), capture)
+                os.dup2(capture.fileno(), 2)
+            except (OSError, ValueError):  # no usable fd 2: nothing to silence
+                _stderr_saved = None
+        _stderr_users += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_users -= 1
+            if _stderr_users == 0 and _stderr_saved is not None:
+                saved, capture = _stderr_saved
+                _stderr_saved = None
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                kept = [line for line in capture.read().splitlines(keepends=True)
+                        if not line.lstrip().startswith(_DECODER_NOTES)]
+                capture.close()
+                if kept:
+                    os.write(2, b"".join(kept))
+
+
 def _read_librosa(source) -> tuple[np.ndarray, int]:
     """Decode with librosa (audioread backends), as float32 [T, C]."""
     import librosa  # slow import; only needed when libsndfile fails
 
-    with warnings.catch_warnings():
-        # librosa warns that soundfile failed and that audioread is deprecated;
-        # we already know, and the final error (if any) says what went wrong.
-        warnings.simplefilter("ignore")
-        data, sr = librosa.load(source, sr=None, mono=False, dtype=np.float32)
+    # librosa warns that soundfile failed and that audioread is deprecated; we already know, and
+    # the final error (if any) says what went wrong. Process-wide filters, set once: a
+    # warnings.catch_warnings() per call is not thread-safe (the scan decodes in threads) and leaks.
+    warnings.filterwarnings("ignore", message=r"PySoundFile failed", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"librosa(\.|$)")
+    data, sr = librosa.load(source, sr=None, mono=False, dtype=np.float32)
     data = np.asarray(data, dtype=np.float32)
     # librosa is channel-major ([C, T] or [T]); go to soundfile's [T, C].
     data = data[:, None] if data.ndim == 1 else data.T
@@ -65,7 +112,8 @@ def _decode(make_source, name: str, sampling_rate: int) -> np.ndarray:
     data = sr = None
     for reader in (_read_soundfile, _read_librosa):
         try:
-            data, sr = reader(make_source())
+            with _decoder_notes_silenced():
+                data, sr = reader(make_source())
             break
         except Exception as exc:  # any decoder failure becomes one AudioError below
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

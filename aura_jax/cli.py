@@ -40,16 +40,34 @@ def _smoke(args) -> int:
 
 
 def _train(args) -> int:
-    from aura_jax.config import load_config
+    from aura_jax.config import ConfigError, load_config
     from aura_jax.distributed import enable_compilation_cache, initialize
     from aura_jax.train import train
 
     config = load_config(args.config, args.overrides)
     initialize(config.distributed)
-    enable_compilation_cache(config.compilation_cache_dir)
+    cache = config.compilation_cache_dir
+    if cache:
+        from pathlib import Path
+
+        from aura_jax.preflight import check_writable
+
+        try:
+            check_writable(Path(cache).expanduser(), "compilation_cache_dir")
+        except ConfigError as e:  # a cache only saves time: run without it
+            print(f"warning: {e}; compiling without a persistent cache", file=sys.stderr)
+            cache = ""
+    enable_compilation_cache(cache)
     summary = train(config)
+    if summary.get("complete"):
+        return 0
+    run_dir = summary["run_dir"]
     if summary.get("preempted"):
         print(f"preempted at step {summary['final_step']}; run the same command to resume")
+    else:
+        print(f"trained to step {summary['final_step']} of {summary['steps']}. Outputs in {run_dir}: "
+              f"checkpoints/, metrics.jsonl, loss_curve.png, tensorboard/, config.yaml. "
+              f"Next: aura-jax export {run_dir} --out OUT_DIR; aura-jax eval {run_dir} --task asr --data DATA")
     return 0
 
 
@@ -59,12 +77,6 @@ def _make_random(args) -> int:
     out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype, config_only=args.config_only)
     print(f"wrote {'config.json + tokenizer of' if args.config_only else 'random'} {args.preset} to {out}")
     return 0
-
-
-def _call(module: str, function: str, args) -> int:
-    import importlib
-
-    return getattr(importlib.import_module(module), function)(args)
 
 
 def _lazy(parser, module: str, add_arguments: str, main: str) -> None:
@@ -87,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=None, help="checkpoint step of --run (default: latest)")
     p.add_argument("--audio", default=None, help="audio file for --run/--exported (default: synthesized speech)")
     p.add_argument("--prompt", default="Transcribe the speech.")
+    p.add_argument("--variant", default=None, choices=["merged", "peft"],
+                   help="which half of a --format both export --exported is (default: merged)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_check_parity)
@@ -96,12 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(p, "aura_jax.export", "add_export_arguments", "export_main")
 
     p = sub.add_parser("infer", help="answer one audio clip with an exported model (PyTorch)")
-    p.add_argument("exported")
-    p.add_argument("--audio", required=True)
-    p.add_argument("--prompt", default="Transcribe the speech.")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=lambda a: _call("aura_jax.infer", "infer_main", a))
+    _lazy(p, "aura_jax.infer", "add_infer_arguments", "infer_main")
 
     p = sub.add_parser("eval", help="SD-QA / HeySQuAD / ASR tables for a run (JAX) or an export (PyTorch)")
     _lazy(p, "aura_jax.evaluate.harness", "add_arguments", "main")

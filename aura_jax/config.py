@@ -5,6 +5,7 @@ the key. The resolved config is plain data (`to_dict`) and is saved with a run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -190,6 +191,13 @@ class Config:
     grad_accum_steps: int = 1
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
+    # A resume whose latest checkpoint does not restore falls back to the newest one that does
+    # (the broken one is moved to run_dir/checkpoints_unrestorable/, never deleted); false: stop.
+    checkpoint_fallback: bool = True
+    # Keys a resume may change on purpose although they change the optimisation (optim.*, loss.*,
+    # the dtypes), e.g. resume_allow=[optim.learning_rate]. Keys that shape the state or the data
+    # order can never change within a run (aura_jax.preflight).
+    resume_allow: list[str] = dataclasses.field(default_factory=list)
     log_every: int = 1
     # Persistent XLA compilation cache ("" disables): a rerun or resume skips recompiling.
     compilation_cache_dir: str = "~/.cache/aura_jax/xla"
@@ -306,12 +314,16 @@ def merge_override(data: dict, path: list[str], value: Any) -> None:
 def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=Config):
     """Load YAML (with optional `base: other.yaml`, relative to the file), apply overrides, validate."""
     data = _load_yaml(Path(path)) if path is not None else {}
+    try:  # the file alone first, so that an error is blamed on the file only when it is in the file
+        from_dict(cls, copy.deepcopy(data))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
     for text in overrides:
         merge_override(data, *parse_override(text))
     try:
         config = from_dict(cls, data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        raise ConfigError(f"command-line override: {e}") from None
     validate(config)
     return config
 

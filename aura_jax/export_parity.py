@@ -61,6 +61,12 @@ def check_export_parity(run_dir, exported, *, audio=None, prompt: str = "Transcr
     two sides' token ids (or logit shapes) differ.
     Returns max_abs_diff, mean_abs_diff, tokens (positions compared), audio_tokens, text_tokens,
     step, kind, dtype, logit_scale (max |logit|), argmax_agreement (fraction of positions)."""
+    from aura_jax.infer import check_audio, check_exported
+
+    check_exported(exported, variant)  # one-line errors before anything heavy is imported or restored
+    if isinstance(audio, (str, os.PathLike)):
+        check_audio(audio)
+
     import jax.numpy as jnp
     import torch
 

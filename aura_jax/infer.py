@@ -1,7 +1,60 @@
 """`aura-jax infer OUT --audio clip.wav --prompt "..." [--max-new-tokens N] [--device cpu|cuda]`:
-one greedy answer from an exported model (PyTorch, `aura_jax.torch.AuraSpeechLM`)."""
+one greedy answer from an exported model (PyTorch, `aura_jax.torch.AuraSpeechLM`).
+
+`check_exported` and `check_audio` are the cheap checks `infer` and `check-parity --exported`
+run before loading anything: a directory that is not an export, or an audio file that is not
+there, is a one-line ConfigError, not a traceback after the model has loaded."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+VARIANTS = ("merged", "peft")
+
+
+def check_exported(path, variant: str | None = None) -> Path:
+    """The directory holding the export to load (`path`, or its merged/ or peft/ half);
+    ConfigError saying what `path` is instead (missing, a training run, an incomplete export)."""
+    from aura_jax.config import ConfigError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such directory (give a directory written by "
+                          f"`aura-jax export RUN_DIR --out DIR`)")
+    halves = [k for k in VARIANTS if (path / k).is_dir()]
+    if halves:  # a --format both export
+        choice = variant or halves[0]
+        if choice not in halves:
+            raise ConfigError(f"{path}: this export has no {choice}/ directory (it has {', '.join(halves)}/)")
+        target = path / choice
+        if not (target / "aura_config.json").is_file():
+            raise ConfigError(f"{target}: an incomplete export (no aura_config.json; was the export interrupted?); "
+                              f"export the run again with `aura-jax export RUN_DIR --out {path} --overwrite`")
+        return target
+    if not (path / "aura_config.json").is_file():
+        if (path / "config.yaml").is_file():
+            raise ConfigError(f"{path}: not an aura-jax export (no aura_config.json) but a training run directory; "
+                              f"export it with `aura-jax export {path} --out DIR`")
+        raise ConfigError(f"{path}: not an aura-jax export (no aura_config.json); export a run with "
+                          f"`aura-jax export RUN_DIR --out DIR`")
+    if variant is not None:
+        try:
+            kind = json.loads((path / "aura_config.json").read_text()).get("kind")
+        except (OSError, ValueError):
+            kind = None
+        if kind is not None and kind != variant:
+            raise ConfigError(f"{path}: a {kind} export; --variant {variant} picks a half of a --format both export")
+    return path
+
+
+def check_audio(audio) -> None:
+    """`--audio` must name a file (checked before any model is loaded)."""
+    from aura_jax.config import ConfigError
+
+    if audio is not None and not Path(audio).is_file():
+        what = "is a directory, not an audio file" if Path(audio).is_dir() else "no such file"
+        raise ConfigError(f"--audio {audio}: {what}")
 
 
 def add_infer_arguments(p) -> None:
@@ -10,14 +63,16 @@ def add_infer_arguments(p) -> None:
     p.add_argument("--prompt", default="Transcribe the speech.")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--variant", default=None, choices=["merged", "peft"], help="for a --format both export")
+    p.add_argument("--variant", default=None, choices=list(VARIANTS), help="for a --format both export")
 
 
 def infer_main(args) -> int:
+    variant = getattr(args, "variant", None)
+    check_exported(args.exported, variant)
+    check_audio(args.audio)
     from aura_jax.torch import AuraSpeechLM
 
-    lm = AuraSpeechLM.from_pretrained(args.exported, device=getattr(args, "device", "cpu"),
-                                      variant=getattr(args, "variant", None))
+    lm = AuraSpeechLM.from_pretrained(args.exported, device=getattr(args, "device", "cpu"), variant=variant)
     print(lm.generate(args.audio, getattr(args, "prompt", "Transcribe the speech."),
                       max_new_tokens=getattr(args, "max_new_tokens", 64)))
     return 0

@@ -24,6 +24,7 @@ import yaml
 from flax import nnx, struct
 from jax.sharding import NamedSharding, PartitionSpec
 
+from aura_jax import preflight
 from aura_jax import sharding as shd
 from aura_jax.build import ensure_random_checkpoints, load_aura
 from aura_jax.checkpoint import Checkpointer
@@ -214,20 +215,21 @@ class Trainer:
         run_dir = Path(cfg.run_dir)
         if is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         data = self.data
         total = data.num_steps
         iterator = data.iterator()
         ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
-        start = ckpt.latest_step() or 0
+        state, start = ckpt.restore_newest(self.state, iterator, fallback=cfg.checkpoint_fallback, log=self.log)
         if start:
-            self.state = ckpt.restore(start, self.state, iterator)
+            self.state = state
             self.log(f"resumed from {run_dir / 'checkpoints'} at step {start}")
         writer = MetricsWriter(run_dir, enabled=is_main_process())
         stop = _PreemptionFlag()
-        summary = {"start_step": start, "steps": total, "preempted": False, "data": getattr(data, "stats", {})}
+        summary = {"start_step": start, "steps": total, "preempted": False, "data": getattr(data, "stats", {}),
+                   "run_dir": str(run_dir.absolute())}
         progress = _progress(start, total, enabled=is_main_process())
         step = start
+        metrics = {}
         try:
             while step < total:
                 local = next(iterator)
@@ -325,9 +327,24 @@ class _PreemptionFlag:
 
 
 def train(config: Config, data=None) -> dict:
-    """Train from `config` (resuming from run_dir's latest checkpoint if there is one)."""
-    if not config.run_dir:
-        raise ConfigError("run_dir: set it (checkpoints, metrics and the resolved config go there)")
+    """Train from `config`, resuming from run_dir's newest checkpoint that restores.
+
+    Before anything expensive (the audio scan, loading models, compiling): paths are resolved,
+    every input must exist and every output directory be writable, and a resumed run's config
+    must agree with the one it started with (`aura_jax.preflight`). A run already at `steps`
+    returns at once ({"complete": True})."""
+    config = preflight.resolve_paths(config)
+    preflight.check_inputs(config)
+    preflight.check_outputs(config)
+    run_dir = Path(config.run_dir)
+    latest = _latest_step(run_dir)
+    changes = preflight.check_resume(_saved_config(run_dir), config, run_dir) if latest else {}
+    if config.steps is not None and latest:
+        _check_steps(config.steps, latest, run_dir)
+        if latest >= config.steps:
+            return _complete(run_dir, latest, config.steps)
+    if is_main_process():
+        _record_config(run_dir, config, latest, changes)
     ensure_random_checkpoints(config)
     if data is None:
         from aura_jax.data.pipeline import TrainData
@@ -335,5 +352,60 @@ def train(config: Config, data=None) -> dict:
 
         tokenizer = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
         data = TrainData(config, tokenizer, process_index=jax.process_index(), process_count=jax.process_count())
+    if latest and config.steps is None:  # an epochs-based run: its length is known once the data is
+        _check_steps(data.num_steps, latest, run_dir, key=f"epochs={config.epochs} ({data.num_steps} steps)")
+        if latest >= data.num_steps:
+            return _complete(run_dir, latest, data.num_steps)
     trainer = Trainer(config, data=data)
     return trainer.run()
+
+
+def _latest_step(run_dir: Path) -> int:
+    """The newest checkpoint step in run_dir (0: none), without opening orbax."""
+    steps = [int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit() and p.is_dir()]
+    return max(steps, default=0)
+
+
+def _saved_config(run_dir: Path) -> dict:
+    """The run's config.yaml as written at its start, its paths resolved as they were then."""
+    from aura_jax.config import from_dict
+
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: has checkpoints but no config.yaml; cannot check that this config is "
+                          f"the run's (restore config.yaml, or use a new run_dir)")
+    try:
+        saved = from_dict(Config, yaml.safe_load(path.read_text()))
+    except (ConfigError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: unreadable ({e})") from None
+    return preflight.resolve_paths(saved).to_dict()
+
+
+def _check_steps(steps: int, latest: int, run_dir: Path, key: str = "") -> None:
+    if steps < latest:
+        raise ConfigError(f"{key or f'steps={steps}'} is below the run's latest checkpoint, step {latest} in "
+                          f"{run_dir / 'checkpoints'}: a run cannot go back. Raise steps to continue it, or use "
+                          f"`aura-jax export/eval --step` for an earlier checkpoint")
+
+
+def _complete(run_dir: Path, latest: int, steps: int) -> dict:
+    print(f"{run_dir}: already complete (step {latest} of {steps}); raise steps=N to train further", flush=True)
+    return {"complete": True, "final_step": latest, "steps": steps, "start_step": latest, "preempted": False,
+            "run_dir": str(run_dir)}
+
+
+def _record_config(run_dir: Path, config: Config, latest: int, changes: dict) -> None:
+    """config.yaml is written when a run starts and never rewritten while it has checkpoints;
+    each resume's accepted changes are appended to resumes.jsonl."""
+    if not latest:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return
+    import json
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_step": latest,
+              "changes": {k: {"was": a, "now": b} for k, (a, b) in changes.items()}}
+    with open(run_dir / "resumes.jsonl", "a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    if changes:
+        print("resuming with changes: " + "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()),
+              flush=True)

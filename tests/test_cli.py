@@ -148,3 +148,36 @@ def test_smoke_reuses_the_checkpoints_in_its_workdir(smoke_run, monkeypatch, cap
     again = smoke_metrics(capsys.readouterr().out)
     first = smoke_metrics(stdout)
     assert {k: again[k] for k in ("ce", "distill", "loss")} == {k: first[k] for k in ("ce", "distill", "loss")}
+
+
+# ---------------------------------------------------------------------------
+# infer / check-parity given something that is not an export (issue 12)
+# ---------------------------------------------------------------------------
+def test_infer_parser_is_the_modules_own():
+    from aura_jax import infer
+
+    args = cli.build_parser().parse_args(["infer", "E", "--audio", "a.wav", "--variant", "peft"])
+    assert (args.func, args.exported, args.variant, args.max_new_tokens) == (infer.infer_main, "E", "peft", 64)
+
+
+def test_infer_and_check_parity_on_a_directory_that_is_not_an_export_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"  # a training run directory: config.yaml, no aura_config.json
+    run.mkdir()
+    (run / "config.yaml").write_text("steps: 3\n")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    missing = tmp_path / "nowhere"
+    expected = {
+        run: f"{run}: not an aura-jax export (no aura_config.json) but a training run directory; "
+             f"export it with `aura-jax export {run} --out DIR`",
+        plain: f"{plain}: not an aura-jax export (no aura_config.json); export a run with "
+               f"`aura-jax export RUN_DIR --out DIR`",
+        missing: f"{missing}: no such directory (give a directory written by `aura-jax export RUN_DIR --out DIR`)"}
+    for target, message in expected.items():
+        for argv in (["infer", str(target), "--audio", "clip.wav"],
+                     ["check-parity", "--run", str(run), "--exported", str(target)]):
+            assert cli.main(argv) == 2
+            out, err = capsys.readouterr()
+            assert out == "" and err == f"aura-jax {argv[0]}: error: {message}\n", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "run"]
+    assert (run / "config.yaml").read_text() == "steps: 3\n"

@@ -103,6 +103,18 @@ def test_unknown_key_in_a_yaml_file_names_the_file_and_key(tmp_path):
     assert str(path) in str(e.value) and "modle" in str(e.value)
 
 
+def test_a_bad_command_line_override_is_blamed_on_the_command_line_not_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("lora:\n  rank: 8\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["lora.rnk=4"])
+    assert str(e.value).startswith("command-line override: unknown config key 'lora.rnk'")
+    assert str(path) not in str(e.value)
+    path.write_text("lora:\n  rnk: 8\n")  # the same mistake in the file names the file
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown config key 'lora.rnk'"):
+        load_config(path, ["lora.rank=4"])
+
+
 @pytest.mark.parametrize("override,key", [
     ("lora.rank=abc", "lora.rank"),
     ("lora.rank=1.5", "lora.rank"),

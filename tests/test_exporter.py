@@ -276,7 +276,7 @@ def test_audio_embed_is_the_jax_patch_embedding(both32, student):
             np.testing.assert_array_equal(weights[k], v, err_msg=f"{kind}: {k}")
 
 
-def test_aura_config_fields(both32, student, tiny_qwen2_dir):
+def test_aura_config_fields(both32, student, tiny_qwen2_dir, tiny_run_dir):
     from tokenizers import Tokenizer
 
     config, _, step = student
@@ -292,7 +292,8 @@ def test_aura_config_fields(both32, student, tiny_qwen2_dir):
             "audio_token": "<|audio|>", "audio_token_id": audio_id,
             "prompt": {"system": config.prompt.system, "asr_instruction": config.prompt.asr_instruction},
             "lora": {"num_layers": 2, "rank": 8, "alpha": 16.0, "targets": list(config.lora.targets)},
-            "bidirectional_audio": config.distill.bidirectional_audio}
+            "bidirectional_audio": config.distill.bidirectional_audio,
+            "run_dir": str(tiny_run_dir.absolute())}
         assert isinstance(aura["prompt"]["system"], str) and aura["prompt"]["asr_instruction"]
 
 
@@ -317,11 +318,26 @@ def test_a_failure_midway_leaves_neither_out_nor_the_temp_dir(sharded_base, tiny
     assert len(calls) == 2 and os.listdir(tmp_path) == []
 
 
-def test_reexport_replaces_a_complete_export_and_nothing_else(both32, tiny_run_dir, tiny_qwen2_dir, tmp_path):
+def test_reexport_is_refused_without_overwrite_and_replaces_with_it(both32, tiny_run_dir, tiny_qwen2_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    from aura_jax import checkpoint, cli
+
     out = tmp_path / "out"
     shutil.copytree(both32, out)  # a complete "both" export
     (out / "stale-file").write_text("from the earlier export")
-    assert export(tiny_run_dir, tiny_qwen2_dir, out, format="peft") == out
+    with monkeypatch.context() as m:  # refused before the run is restored
+        m.setattr(checkpoint, "restore_student", lambda *a, **k: pytest.fail("restored before refusing"))
+        with pytest.raises(ConfigError) as e:
+            export(tiny_run_dir, tiny_qwen2_dir, out, format="peft")
+    assert str(e.value) == (f"{out} exists (an export of {tiny_run_dir.absolute()} step 3); "
+                            f"pass --overwrite to replace it")
+    assert (out / "stale-file").read_text() == "from the earlier export"  # the earlier export is intact
+    assert sorted(os.listdir(out)) == ["merged", "peft", "stale-file"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+    assert cli.main(["export", str(tiny_run_dir), "--out", str(out), "--format", "peft", "--overwrite"]) == 0
+    stdout = capsys.readouterr().out
+    assert f"replaced {out} (an export of {tiny_run_dir.absolute()} step 3)" in stdout
+    assert f"exported peft (float32) of {tiny_run_dir} step 3 onto {tiny_qwen2_dir.absolute()} to {out}" in stdout
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no temp or old dir left behind
     assert not (out / "stale-file").exists() and not (out / "merged").exists()
     assert json.loads((out / "aura_config.json").read_text())["kind"] == "peft"
@@ -331,9 +347,9 @@ def test_reexport_replaces_a_complete_export_and_nothing_else(both32, tiny_run_d
     (half / "peft" / "aura_config.json").unlink()
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    for target in (half, tmp_path / "precious"):
+    for target in (half, tmp_path / "precious"):  # --overwrite replaces exports, never anything else
         with pytest.raises(ConfigError, match=f"--out {target} exists and is not a complete aura_jax export"):
-            export(tiny_run_dir, tiny_qwen2_dir, target, format="peft")
+            export(tiny_run_dir, tiny_qwen2_dir, target, format="peft", overwrite=True)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
     assert sorted(os.listdir(tmp_path)) == ["half", "out", "precious"]
 
@@ -404,3 +420,114 @@ def test_cli_entry_points(tiny_run_dir, tiny_qwen2_dir, tmp_path, capsys):
     assert (tmp_path / "o" / "aura_config.json").exists() and "exported peft" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args([str(tiny_run_dir), "--base", "b", "--out", "o", "--format", "gguf"])
+    args = parser.parse_args(["run", "model.llm=/abs/llm", "steps=4", "--out", "o"])  # --base is optional
+    assert (args.run_dir, args.overrides, args.base, args.overwrite) == ("run", ["model.llm=/abs/llm", "steps=4"],
+                                                                         None, False)
+
+
+# ---------------------------------------------------------------------------
+# Issue 12: changed configs, recorded paths, and what `infer` / `check-parity` are given
+# ---------------------------------------------------------------------------
+def _copy_run(src, dst, **edits):
+    """A copy of a run directory with config.yaml keys edited ("lora.rank": 4)."""
+    import yaml
+
+    shutil.copytree(src, dst)
+    config = yaml.safe_load((dst / "config.yaml").read_text())
+    for key, value in edits.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dst
+
+
+def test_lora_arrays_that_disagree_with_the_config_are_refused(student, tiny_run_dir, tiny_qwen2_dir, tmp_path):
+    import copy
+
+    from aura_jax.export import write_merged, write_peft
+
+    config, model, step = student
+    assert config.lora.rank == 8 and config.lora.num_layers == 2
+    for edit, expected in (
+            ({"rank": 4}, "lora.rank is 4 in the config, 8 in the checkpoint (lora_A of layers.0.q_proj is [8, 64])"),
+            ({"num_layers": 3}, "lora.num_layers is 3 in the config, the checkpoint adapts layers [0, 1]"),
+            ({"targets": ["q_proj", "v_proj"]}, "lora.targets is ['q_proj', 'v_proj'] in the config, ['down_proj', "
+                                                "'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] "
+                                                "in the checkpoint")):
+        edited = copy.deepcopy(config)
+        for k, v in edit.items():
+            setattr(edited.lora, k, v)
+        for write, args in ((write_peft, (step, 1)), (write_merged, ("float32", step, 1))):
+            with pytest.raises(ConfigError) as e:
+                write(model, edited, tiny_qwen2_dir, tmp_path / "out", *args, run_dir=tiny_run_dir)
+            msg = str(e.value)
+            assert msg.startswith(f"{tiny_run_dir}: the restored LoRA arrays do not match "
+                                  f"{tiny_run_dir / 'config.yaml'}: {expected}. Was config.yaml edited"), msg
+            assert ("override lora.rank=8" in msg) == ("rank" in edit)
+            assert not (tmp_path / "out").exists()
+
+    # End to end: config.yaml edited after training (lora.rank 8 → 4). Whichever check speaks first
+    # (restore_student's shape check, or the exporter's), it is a ConfigError and nothing is written.
+    run = _copy_run(tiny_run_dir, tmp_path / "edited-run", lora__rank=4)
+    with pytest.raises(ConfigError) as e:
+        export(run, tiny_qwen2_dir, tmp_path / "out", format="peft")
+    assert "lora" in str(e.value).lower() and "config.yaml" in str(e.value) and "\n" not in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["edited-run"]
+
+
+def test_export_defaults_base_to_the_runs_backbone_and_takes_overrides(tiny_run_dir, tiny_qwen2_dir, tmp_path,
+                                                                      monkeypatch, capsys):
+    from aura_jax import cli
+
+    # --base omitted: the run's recorded model.llm
+    assert cli.main(["export", str(tiny_run_dir), "--out", str(tmp_path / "a"), "--format", "peft"]) == 0
+    assert f"onto {tiny_qwen2_dir.absolute()} to {tmp_path / 'a'}" in capsys.readouterr().out
+    adapter = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_qwen2_dir.absolute()) and adapter["r"] == 8
+
+    # A run whose recorded (relative) paths do not resolve from here. The run's config asks for
+    # random checkpoints where they are missing (model.random_init=tiny): export must not build any.
+    monkeypatch.chdir(tmp_path)
+    moved = _copy_run(tiny_run_dir, tmp_path / "moved", model__llm="cache/llm", model__teacher="cache/whisper")
+    assert cli.main(["export", str(moved), "--out", str(tmp_path / "b")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"aura-jax export: error: {moved / 'config.yaml'}: the run's backbone "
+                                 f"model.llm=cache/llm does not exist (from {tmp_path}); pass --base DIR (the "
+                                 f"Hugging Face directory the run trained on) or the override model.llm=DIR\n")
+    # ... fixed by an override of the recorded path
+    assert cli.main(["export", str(moved), f"model.llm={tiny_qwen2_dir}", "--out", str(tmp_path / "b"),
+                     "--format", "peft"]) == 0
+    assert f"exported peft (float32) of {moved} step 3 onto {tiny_qwen2_dir} to {tmp_path / 'b'}" in \
+        capsys.readouterr().out
+    # ... or by --base, which then stands in for the missing backbone (and says so)
+    assert cli.main(["export", str(moved), "--base", str(tiny_qwen2_dir), "--out", str(tmp_path / "c"),
+                     "--format", "peft"]) == 0
+    assert (f"the run's backbone model.llm=cache/llm does not exist here; restoring the run onto --base "
+            f"{tiny_qwen2_dir}") in capsys.readouterr().out
+    for d in ("b", "c"):
+        assert json.loads((tmp_path / d / "aura_config.json").read_text())["base_model"] == str(tiny_qwen2_dir)
+        assert (tmp_path / d / "adapter_model.safetensors").read_bytes() == \
+            (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
+    assert not (tmp_path / "cache").exists()  # no random checkpoints built
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "moved"]
+
+
+def test_infer_and_check_parity_refuse_a_missing_audio_file_before_loading(both32, tiny_run_dir, tmp_path, capsys):
+    from aura_jax import cli
+
+    missing = tmp_path / "no-such.wav"
+    for argv in (["infer", str(both32), "--audio", str(missing)],
+                 ["infer", str(both32), "--audio", str(tmp_path)],
+                 ["check-parity", "--run", str(tiny_run_dir), "--exported", str(both32), "--audio", str(missing)]):
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        what = "is a directory, not an audio file" if argv[3] == str(tmp_path) else "no such file"
+        assert out == "" and err == f"aura-jax {argv[0]}: error: --audio {argv[-1]}: {what}\n", err
+    half = tmp_path / "half"  # a "both" export whose peft half never finished
+    shutil.copytree(both32, half)
+    (half / "peft" / "aura_config.json").unlink()
+    assert cli.main(["infer", str(half), "--variant", "peft", "--audio", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"aura-jax infer: error: {half / 'peft'}: an incomplete export (no aura_config.json; was the export "
+        f"interrupted?); export the run again with `aura-jax export RUN_DIR --out {half} --overwrite`\n")
+

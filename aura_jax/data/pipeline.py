@@ -10,7 +10,7 @@ from pathlib import Path
 import grain
 import numpy as np
 
-from aura_jax.audio import num_valid_frames
+from aura_jax.audio import HOP_LENGTH, N_FRAMES, num_valid_frames
 from aura_jax.config import Config, ConfigError
 from aura_jax.data.examples import BatchMaker, Example, tokenize
 from aura_jax.data.plan import Plan
@@ -31,6 +31,7 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
     """All usable examples (data.speech sources first, then data.text) and the skip counts by reason."""
     data, skipped = config.data, collections.Counter()
     examples: list[Example] = []
+    max_samples = max_audio_samples(config)
 
     def skip(bad: BadRow) -> None:
         if data.strict:
@@ -65,6 +66,10 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
                         if reason:
                             skip(BadRow(reason, ex.where, ex.audio.name))
                             continue
+                        if ex.samples > max_samples:  # its transcript speaks of audio the model never hears
+                            skip(BadRow("audio_too_long", ex.where, f"{ex.audio.name}: {ex.samples / 16000:.1f} s, "
+                                        f"the window is {max_samples / 16000:.1f} s"))
+                            continue
                         ex.frames = num_valid_frames(ex.samples)
                     kept.append(ex)
                 good = kept
@@ -75,6 +80,17 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
             scanner.save()
     kinds = collections.Counter(ex.kind for ex in examples)
     return examples, {"skipped": dict(skipped), "speech_rows": kinds["speech"], "text_rows": kinds["text"]}
+
+
+def max_audio_samples(config: Config) -> int:
+    """The longest clip a speech row may have: what the student hears (audio.num_frames, or the
+    largest of data.audio_buckets if smaller); with audio.teacher_segments > 1, that many 30 s
+    segments (the configuration for long clips: the teacher hears them all, the student its first
+    window)."""
+    a = config.audio
+    frames = (min(a.num_frames, max(config.data.audio_buckets)) if a.teacher_segments == 1
+              else a.teacher_segments * N_FRAMES)
+    return frames * HOP_LENGTH
 
 
 def format_stats(stats: dict) -> str:

@@ -21,8 +21,8 @@ from aura_jax.config import PromptConfig, SourceConfig
 from aura_jax.data import synthetic
 
 # Why a row was skipped (the keys of the skip report).
-REASONS = ("missing_file", "unreadable_audio", "empty_audio", "silent_audio", "empty_text", "non_utf8",
-           "too_long", "bad_json", "placeholder_count")
+REASONS = ("missing_file", "unreadable_audio", "empty_audio", "silent_audio", "audio_too_long", "empty_text",
+           "non_utf8", "too_long", "bad_json", "placeholder_count", "malformed_row", "outside_clips_dir")
 
 
 class DataError(ValueError):
@@ -111,7 +111,8 @@ def _text(raw, where: str) -> str | BadRow:
 def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | BadRow]:
     """A CommonVoice release dir: `src.tsv` (tab-separated, no quoting) beside `clips/`."""
     root = Path(src.path)
-    tsv = root / src.tsv
+    tsv, clips = root / src.tsv, root / "clips"
+    clips_real = clips.resolve()
     if not tsv.is_file():
         raise DataError(f"commonvoice source {root}: {tsv.name} not found")
     # Streamed, and as bytes: an English validated.tsv has ~2M lines, and a line that is
@@ -128,7 +129,7 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
             where = f"{tsv} line {n}"
             fields = line.split(b"\t")
             if len(fields) <= max(ip, isent):
-                yield BadRow("empty_text", where, "too few columns")
+                yield BadRow("malformed_row", where, f"{len(fields)} columns, the header has {len(header)}")
                 continue
             try:
                 clip = fields[ip].decode("utf-8")
@@ -139,7 +140,11 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
             if isinstance(sentence, BadRow):
                 yield sentence
                 continue
-            ref = _file_ref(root / "clips" / clip, where)
+            path = clips / clip
+            if not path.resolve().is_relative_to(clips_real):  # "../../etc/passwd", "/abs/path"
+                yield BadRow("outside_clips_dir", where, f"{clip!r} is not inside {clips}")
+                continue
+            ref = _file_ref(path, where)
             if isinstance(ref, BadRow):
                 yield ref
                 continue
@@ -152,30 +157,46 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
 # ---------------------------------------------------------------------------
 def arrow_tables(root: Path) -> Iterator[tuple[Path, "pyarrow.Table"]]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if root.is_file():
-        yield root, pq.read_table(root)
+        yield root, _read_parquet(root)
         return
     if not root.is_dir():
-        raise DataError(f"parquet source {root}: no such file or directory")
+        raise DataError(f"{root}: no such file or directory (a parquet file or dataset directory)")
     state = root / "state.json"
     if state.exists():  # datasets' save_to_disk: Arrow IPC stream files listed in state.json
-        files = [root / f["filename"] for f in json.loads(state.read_text()).get("_data_files", [])]
+        try:
+            files = [root / f["filename"] for f in json.loads(state.read_text()).get("_data_files", [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"{state}: not a datasets save_to_disk state.json ({type(e).__name__}: {e})") from None
         files = files or sorted(root.glob("data-*.arrow"))
         for f in files:
-            with pa.memory_map(str(f)) as stream:
-                try:
-                    table = pa.ipc.open_stream(stream).read_all()
-                except pa.ArrowInvalid:
-                    table = pa.ipc.open_file(stream).read_all()
+            try:
+                with pa.memory_map(str(f)) as stream:
+                    try:
+                        table = pa.ipc.open_stream(stream).read_all()
+                    except pa.ArrowInvalid:
+                        table = pa.ipc.open_file(stream).read_all()
+            except (pa.ArrowException, OSError) as e:
+                raise DataError(f"{f}: not a readable Arrow file of a save_to_disk dataset ({e})") from None
             yield f, table
         return
     files = sorted(root.rglob("*.parquet"))
     if not files:
         raise DataError(f"parquet source {root}: no *.parquet files (nor a save_to_disk state.json)")
     for f in files:
-        yield f, pq.read_table(f)
+        yield f, _read_parquet(f)
+
+
+def _read_parquet(path: Path):
+    """One parquet file as a table; a damaged or foreign file is one DataError naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({e})") from None
 
 
 def _texts(column) -> list[bytes | None]:

@@ -15,6 +15,10 @@ is passed as `--qa-metrics-dir DIR`:
 i.e. the files `CFMatcher()` and `PEDANT()` write into the package's
 `classifier/` folder when online (same names, different models: keep them apart).
 A judgment is 1 when the package says the prediction matches some reference.
+
+The .pkl files are unpickled (joblib), which runs code stored in them: a
+directory is refused unless DIR, DIR/cfm, DIR/pedants and every .pkl file in
+them are owned by the current user and not writable by group or others.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +71,28 @@ def _from_dir(cls, folder: Path, files: dict[str, str]):
     for attribute, name in files.items():
         setattr(judge, attribute, joblib.load(folder / name))
     return judge
+
+
+def check_private(root: Path) -> None:
+    """A ConfigError unless `root`, its cfm/, pedants/ and nltk_data/ folders and every .pkl (.pickle) file in them belong to the
+    current user and are not writable by group or others: unpickling runs code from the files, so anyone
+    who could write them could run code as you."""
+    uid = os.getuid()
+    folders = [root, *(root / name for name in FILES if (root / name).is_dir())]
+    pickles = [f for folder in folders for f in sorted(folder.glob("*.pkl"))]
+    nltk_dir = root / "nltk_data"
+    if nltk_dir.is_dir():  # nltk loads some resources (old punkt) from .pickle files
+        folders.append(nltk_dir)
+        pickles += sorted(nltk_dir.rglob("*.pickle"))
+    for path in [*folders, *pickles]:
+        st = path.stat()
+        if st.st_uid != uid:
+            raise ConfigError(f"--qa-metrics-dir: {path} is owned by uid {st.st_uid}, not by you (uid {uid}); "
+                              "its .pkl files would be unpickled, which runs code from them: refused")
+        if st.st_mode & 0o022:
+            raise ConfigError(f"--qa-metrics-dir: {path} is writable by group or others (mode "
+                              f"{st.st_mode & 0o777:o}); its .pkl files would be unpickled, which runs code from "
+                              f"them: refused (chmod go-w {path})")
 
 
 def _downloaded(cls):
@@ -117,6 +144,7 @@ def load_answer_judges(model_dir: str | None = None) -> AnswerJudges:
         root = Path(model_dir)
         if not root.is_dir():
             raise ConfigError(f"--qa-metrics-dir {root}: not a directory")
+        check_private(root)
         if not _nltk_ready(root / "nltk_data"):
             raise ConfigError(f"--qa-metrics-dir: {root / 'nltk_data'} lacks the nltk data qa-metrics lemmatises "
                               "with (wordnet, omw-1.4, averaged_perceptron_tagger_eng, punkt_tab)")

@@ -4,21 +4,34 @@ AuRA model (a run directory → JAX generation; an export → PyTorch), the casc
 should be the reference implementation, not ours) and the gold-transcript
 reference (the base LLM answers the dataset's text question).
 
-Writes predictions.jsonl, results.md / results.csv (one column per dialect +
-average, latency per sample) and, for SD-QA, DiVA-Eval style `<dialect>_outs.txt`.
+Writes predictions.jsonl (appended and flushed per batch: a crash keeps what was
+decoded), skipped.jsonl (each row not scored, and why), results.md / results.csv
+(one column per dialect + average, latency per sample; rows read, scored and
+skipped by reason), for SD-QA DiVA-Eval style `<dialect>_outs.txt`, and
+summary.json last (its presence marks a finished evaluation).
+
+Rows get training's checks (`aura_jax.data.sources.read_source`,
+`aura_jax.data.scan.scan_one`) plus the model's audio window: a bad row is
+skipped and counted by reason, or with --strict an error naming it.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
+import dataclasses
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from aura_jax.audio import HOP_LENGTH, SAMPLING_RATE
+from aura_jax.data.sources import BadRow, DataError
 from aura_jax.evaluate.answer_judges import load_answer_judges
-from aura_jax.evaluate.datasets import SDQA_DIALECTS, EvalItem, read_heysquad, read_sdqa
+from aura_jax.evaluate.datasets import (EXCLUDED, SDQA_DIALECTS, EvalItem, check_parquet, commonvoice_tsv,
+                                        heysquad_candidates, sdqa_candidates, split_files)
 from aura_jax.evaluate.metrics import asr_scores, qa_scores
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
@@ -26,19 +39,50 @@ TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold")
 QA_METRICS = ("cfm", "pedants", "contains", "f1", "exact_match")  # table rows: the paper's judges first
 
 
-def load_items(task: str, data: str, split: str | None = None, limit: int | None = None) -> list[EvalItem]:
-    if task == "sdqa":
-        items = read_sdqa(data, split or "dev")
-    elif task == "heysquad":
-        items = read_heysquad(data, split or "validation")
-    else:
-        from aura_jax.config import PromptConfig, SourceConfig
-        from aura_jax.data.sources import Row, read_source
+def _where_read(files) -> str:
+    files = [str(f) for f in files]
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more files" if len(files) > 3 else "")
 
-        kind = "commonvoice" if (Path(data) / "clips").is_dir() else "parquet"
-        rows = read_source(SourceConfig(type=kind, path=str(data)), PromptConfig(), "speech")
-        items = [EvalItem(r.id, "", "", [r.text], r.audio) for r in rows if isinstance(r, Row)]
-    return items[:limit] if limit else items
+
+def _asr_candidates(data: Path, split: str | None):
+    """(EvalItem | BadRow, ..., what was read) of an ASR set: a CommonVoice folder's SPLIT.tsv (or that
+    TSV itself), or parquet; rows go through training's reader (`aura_jax.data.sources.read_source`)."""
+    from aura_jax.config import ConfigError, PromptConfig, SourceConfig
+    from aura_jax.data.sources import Row, read_source
+
+    if data.is_file() and data.suffix == ".tsv":
+        if split is not None and split != data.stem:
+            raise ConfigError(f"--data names {data.name} but --split is {split}: give one of them")
+        sources, read = [SourceConfig(type="commonvoice", path=str(data.parent), tsv=data.name)], str(data)
+    elif data.is_dir() and ((data / "clips").is_dir()
+                            or (any(data.glob("*.tsv")) and not any(data.rglob("*.parquet")))):
+        tsv = commonvoice_tsv(data, split)
+        sources, read = [SourceConfig(type="commonvoice", path=str(data), tsv=tsv.name)], str(tsv)
+    else:
+        files = split_files(data, split or "test", explicit=split is not None)
+        check_parquet(files)
+        read = _where_read(files)
+        if data.is_dir() and files == sorted(data.rglob("*.parquet")):
+            files = [data]  # all of it: audio paths stay relative to the dataset folder, as in training
+        sources = [SourceConfig(type="parquet", path=str(f)) for f in files]
+    candidates = []
+    for src in sources:
+        for r in read_source(src, PromptConfig(), "speech"):
+            candidates.append(EvalItem(r.id, "", "", [r.text], r.audio, where=r.where) if isinstance(r, Row) else r)
+    return candidates, read
+
+
+def read_candidates(task: str, data: str, split: str | None = None) -> tuple[list, str]:
+    """(every row of the chosen split as an EvalItem, or a BadRow saying why it is not one; what was read)."""
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"--data {data}: no such file or directory")
+    if task == "asr":
+        return _asr_candidates(path, split)
+    default = "dev" if task == "sdqa" else "validation"
+    files = split_files(path, split or default, explicit=split is not None)
+    reader = sdqa_candidates if task == "sdqa" else heysquad_candidates
+    return list(reader(path, split or default, explicit=split is not None)), _where_read(files)
 
 
 # ---------------------------------------------------------------------------
@@ -52,11 +96,11 @@ def _decode(tokenizer, row, eos: int) -> str:
 class JaxSystem:
     """A training run: the AuRA student (or, for `gold`, its frozen base LLM) decoding in JAX."""
 
-    def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int):
+    def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int, overrides=()):
         from aura_jax.checkpoint import restore_student
         from aura_jax.tokenizer import ChatTokenizer
 
-        self.config, self.model, self.step = restore_student(run_dir)
+        self.config, self.model, self.step = restore_student(run_dir, None, [*overrides, NO_RANDOM_INIT])
         self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
         self.system, self.instruction, self.max_new_tokens = system, instruction, max_new_tokens
         if system == "gold":
@@ -128,21 +172,56 @@ class CascadeSystem:
         return out
 
 
-def make_system(target: str, system: str, task: str, *, whisper: str | None, max_new_tokens: int, device: str):
-    is_run = (Path(target) / "config.yaml").exists()
-    if is_run:
-        from aura_jax.config import load_config
+NO_RANDOM_INIT = "model.random_init="  # eval never builds random checkpoints where a model directory is missing
 
-        config = load_config(Path(target) / "config.yaml")
-        llm_dir, asr_instruction = config.model.llm, config.prompt.asr_instruction
-    else:
-        aura = json.loads(_aura_config_path(target).read_text())
-        llm_dir, asr_instruction = aura["base_model"], aura["prompt"]["asr_instruction"]
-    instruction = asr_instruction if task == "asr" else QA_INSTRUCTION
+
+@dataclasses.dataclass
+class Target:
+    """What eval needs to know of a run directory (config.yaml + overrides) or an export (aura_config.json)."""
+
+    path: str
+    is_run: bool
+    llm_dir: str
+    asr_instruction: str
+    num_frames: int  # the model's audio window in mel frames (100 per second)
+    overrides: list[str]
+
+    @property
+    def window_samples(self) -> int:
+        return self.num_frames * HOP_LENGTH
+
+
+def resolve_target(target: str, overrides=()) -> Target:
+    """The run's config (with `overrides`, as `aura-jax train` takes them) or the export's; a ConfigError
+    (one line) for neither, for overrides on an export, and for a run whose model.llm is not there."""
+    from aura_jax.config import ConfigError, load_config
+
+    overrides = list(overrides)
+    if (Path(target) / "config.yaml").exists():
+        config = load_config(Path(target) / "config.yaml", [*overrides, NO_RANDOM_INIT])
+        llm = config.model.llm
+        if not llm or not (Path(llm) / "config.json").is_file():
+            where = "" if not llm or Path(llm).is_absolute() else f" (relative to {Path.cwd()})"
+            raise ConfigError(f"model.llm={llm or '(not set)'}{where} in {Path(target) / 'config.yaml'}: not a "
+                              f"Hugging Face model directory; give the right one after the run: "
+                              f"aura-jax eval {target} model.llm=/path/to/qwen2 ...")
+        return Target(str(target), True, llm, config.prompt.asr_instruction, config.audio.num_frames, overrides)
+    aura = json.loads(_aura_config_path(target).read_text())
+    if overrides:
+        raise ConfigError(f"{target} is an export: config overrides ({' '.join(overrides)}) apply to training run "
+                          "directories only (an export's settings are fixed in its aura_config.json)")
+    return Target(str(target), False, aura["base_model"], aura["prompt"]["asr_instruction"],
+                  int(aura["audio"]["num_frames"]), [])
+
+
+def make_system(target: str, system: str, task: str, *, whisper: str | None, max_new_tokens: int, device: str,
+                overrides=()):
+    t = resolve_target(target, overrides)
+    instruction = t.asr_instruction if task == "asr" else QA_INSTRUCTION
     if system == "cascade":
-        return CascadeSystem(whisper, llm_dir, instruction, max_new_tokens, task == "asr", device), instruction
-    if is_run:
-        return JaxSystem(target, system, instruction, max_new_tokens), instruction
+        return CascadeSystem(whisper, t.llm_dir, instruction, max_new_tokens, task == "asr", device), instruction
+    if t.is_run:
+        return JaxSystem(target, system, instruction, max_new_tokens, t.overrides), instruction
     return TorchSystem(target, system, instruction, max_new_tokens, device), instruction
 
 
@@ -158,12 +237,60 @@ def _aura_config_path(target: str) -> Path:
 # ---------------------------------------------------------------------------
 # The loop and the reports
 # ---------------------------------------------------------------------------
-def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_size: int = 8, out: str | None = None,
-             limit: int | None = None, split: str | None = None, whisper: str | None = None,
-             max_new_tokens: int = 64, device: str = "cpu", progress: bool = True,
-             qa_metrics_dir: str | None = None) -> dict:
-    from tqdm import tqdm
+class _Decoded:
+    """An AudioRef seen by `scan_one` (training's check), keeping the wave it decodes: one decode per clip."""
 
+    def __init__(self, ref):
+        self.ref, self.wave = ref, None
+
+    def load(self) -> np.ndarray:
+        self.wave = self.ref.load()
+        return self.wave
+
+
+def check_audio(item: EvalItem, window_samples: int) -> tuple[BadRow | None, np.ndarray | None]:
+    """(None, wave) for a usable clip; else (the BadRow, None): training's scan reasons (unreadable_audio,
+    empty_audio, silent_audio) plus `audio_too_long`, a clip longer than the model's audio window (it would
+    be cut off, and scored against the transcript of the whole clip)."""
+    from aura_jax.data.scan import scan_one
+
+    clip = _Decoded(item.audio)
+    reason, samples = scan_one(clip)
+    if not reason and samples > window_samples:
+        return BadRow("audio_too_long", item.where, f"{item.audio.name}: {samples / SAMPLING_RATE:.1f} s, "
+                      f"the window is {window_samples / SAMPLING_RATE:.1f} s"), None
+    if reason:
+        return BadRow(reason, item.where, item.audio.name), None
+    return None, clip.wave
+
+
+def usable(candidates: list, window_samples: int, skip, counts: dict, limit: int | None = None,
+           chunk: int = 8, threads: int = 4):
+    """(item, wave) for each usable candidate, in order, at most `limit`; every other candidate goes to
+    `skip(BadRow)`. counts["rows_read"]: candidates consumed so far (a `limit` stops early)."""
+    with ThreadPoolExecutor(threads) as pool:
+        i, taken = 0, 0
+        while i < len(candidates) and (limit is None or taken < limit):
+            block = candidates[i:i + chunk]
+            checked = pool.map(lambda c: None if isinstance(c, BadRow) else check_audio(c, window_samples), block)
+            for c, result in zip(block, checked):
+                counts["rows_read"] += 1
+                i += 1
+                bad, wave = (c, None) if result is None else result
+                if bad is not None:
+                    skip(bad)
+                    continue
+                yield c, wave
+                taken += 1
+                if limit is not None and taken >= limit:
+                    return
+
+
+def _bad_row_message(bad: BadRow) -> str:
+    return f"{bad.where}: {bad.reason}" + (f" ({bad.detail})" if bad.detail else "")
+
+
+def _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper) -> None:
     from aura_jax.config import ConfigError
 
     if task not in TASKS or system not in SYSTEMS:
@@ -172,44 +299,160 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
         raise ConfigError("--system gold needs text questions: use it with --task sdqa or heysquad")
     if system == "cascade" and not whisper:
         raise ConfigError("--system cascade needs --whisper WHISPER_DIR (a Hugging Face Whisper directory)")
-    items = load_items(task, data, split, limit)
-    if not items:
-        raise ConfigError(f"{data}: no {task} items to evaluate")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1 (got {batch_size})")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {limit}); leave it out to evaluate every row")
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
+
+
+def _check_out(out_dir: Path) -> None:
+    """The output folder exists and is writable (checked before anything is loaded; nothing in it is touched)."""
+    import tempfile
+
+    from aura_jax.config import ConfigError
+
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir}: is a file, not a directory")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: not writable ({e.strerror or e})") from None
+
+
+def _start_outputs(out_dir: Path) -> None:
+    """Once decoding starts: an earlier evaluation's summary.json (written last, it marks a finished
+    evaluation) and tables go, so a crash cannot leave them beside the new predictions."""
+    for name in ("summary.json", "results.md", "results.csv"):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in ("predictions.jsonl", "skipped.jsonl"):
+        (out_dir / name).write_text("")
+
+
+def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_size: int = 8, out: str | None = None,
+             limit: int | None = None, split: str | None = None, whisper: str | None = None,
+             max_new_tokens: int = 64, device: str = "cpu", progress: bool = True,
+             qa_metrics_dir: str | None = None, overrides=(), strict: bool = False) -> dict:
+    """Evaluates `target` on `task`; writes predictions.jsonl (appended and flushed per batch: a crash keeps
+    what was decoded), skipped.jsonl (each row not scored, and why), then results.md / .csv and summary.json.
+
+    Rows go through training's checks (`read_source`, `scan_one`) plus the model's audio window: a bad row
+    is skipped and counted by reason (`strict`: a DataError naming it, before any model is loaded)."""
+    from tqdm import tqdm
+
+    _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper)
+    info = resolve_target(target, overrides)  # config errors before anything is read or loaded
     judges = load_answer_judges(qa_metrics_dir) if task != "asr" else None  # a bad dir fails before decoding
-    answer, instruction = make_system(target, system, task, whisper=whisper, max_new_tokens=max_new_tokens,
-                                      device=device)
-    predictions, seconds = [], 0.0
-    for start in tqdm(range(0, len(items), batch_size), desc=f"eval {task}/{system}", disable=not progress):
-        batch = items[start:start + batch_size]
-        padded = batch + [batch[-1]] * (batch_size - len(batch))  # static batch shape: one compilation
-        waves = [it.audio.load() for it in padded]
-        t0 = time.perf_counter()
-        predictions += answer(waves, padded)[:len(batch)]
-        seconds += time.perf_counter() - t0
+    candidates, read = read_candidates(task, data, split)
+    if not candidates:
+        raise DataError(f"{read}: no {task} rows to evaluate")
     out_dir = Path(out or Path(target) / "eval" / f"{task}_{system}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"task": task, "system": system, "target": str(target), "items": len(items), "batch_size": batch_size,
+    _check_out(out_dir)
+
+    window = info.window_samples
+    if strict:  # every row checked before the model loads: a bad one fails fast, with nothing lost
+
+        def fatal(bad: BadRow) -> None:
+            if bad.reason not in EXCLUDED:
+                raise DataError(_bad_row_message(bad) + " (--strict: a bad row is an error)")
+
+        for _ in usable(candidates, window, fatal, {"rows_read": 0}, limit):
+            pass
+    answer, instruction = make_system(target, system, task, whisper=whisper, max_new_tokens=max_new_tokens,
+                                      device=device, overrides=overrides)
+    _start_outputs(out_dir)
+    counts = {"rows_read": 0, "skipped": collections.Counter(), "excluded": collections.Counter()}
+    skipped_file = open(out_dir / "skipped.jsonl", "a")
+
+    def skip(bad: BadRow) -> None:
+        if bad.reason in EXCLUDED:
+            counts["excluded"][bad.reason] += 1
+        elif strict:  # only if a file changed since the check above
+            raise DataError(_bad_row_message(bad) + " (--strict: a bad row is an error)")
+        else:
+            counts["skipped"][bad.reason] += 1
+        skipped_file.write(json.dumps({"reason": bad.reason, "where": bad.where, "detail": bad.detail}) + "\n")
+
+    rows, seconds = [], 0.0
+    total = len(candidates) if limit is None else min(limit, len(candidates))
+    bar = tqdm(total=total, desc=f"eval {task}/{system}", disable=not progress, unit="row")
+    try:
+        with open(out_dir / "predictions.jsonl", "a") as predictions:
+            def decode(batch):
+                nonlocal seconds
+                items = [it for it, _ in batch]
+                padded = items + [items[-1]] * (batch_size - len(items))  # static batch shape: one compilation
+                waves = [w for _, w in batch] + [batch[-1][1]] * (batch_size - len(batch))
+                t0 = time.perf_counter()
+                preds = answer(waves, padded)[:len(items)]
+                seconds += time.perf_counter() - t0
+                for it, pred in zip(items, preds):
+                    scores = {}
+                    if judges:
+                        scores = {**judges.score(it.question, pred, it.references), **qa_scores(pred, it.references)}
+                    row = {"id": it.id, "dialect": it.dialect, "question": it.question, "prediction": pred,
+                           "references": it.references, "scores": scores}
+                    rows.append(row)
+                    predictions.write(json.dumps(row) + "\n")
+                predictions.flush()
+                skipped_file.flush()
+                bar.update(counts["rows_read"] - bar.n)
+
+            batch = []
+            for item, wave in usable(candidates, window, skip, counts, limit):
+                batch.append((item, wave))
+                if len(batch) == batch_size:
+                    decode(batch)
+                    batch = []
+            if batch:
+                decode(batch)
+    finally:
+        bar.update(counts["rows_read"] - bar.n)
+        bar.close()
+        skipped_file.close()
+
+    scored = len(rows)
+    summary = {"task": task, "system": system, "target": str(target), "data": read, "split": split,
+               "overrides": list(overrides), "strict": strict, "rows_read": counts["rows_read"], "scored": scored,
+               "skipped": dict(sorted(counts["skipped"].items())), "excluded": dict(sorted(counts["excluded"].items())),
+               "audio_window_s": window / SAMPLING_RATE, "items": scored, "batch_size": batch_size,
                "instruction": instruction, "max_new_tokens": max_new_tokens,
-               "latency_s_per_sample": seconds / len(items), "samples_per_s": len(items) / seconds,
+               "latency_s_per_sample": seconds / scored if scored else None,
+               "samples_per_s": scored / seconds if seconds > 0 else None,
                "qa_metrics": judges.status if judges else "n/a (ASR)"}
-    rows = []
-    for it, pred in zip(items, predictions):
-        scores = {}
-        if judges:
-            scores = {**judges.score(it.question, pred, it.references), **qa_scores(pred, it.references)}
-        rows.append({"id": it.id, "dialect": it.dialect, "question": it.question, "prediction": pred,
-                     "references": it.references, "scores": scores})
-    with open(out_dir / "predictions.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    if not scored:
+        summary["table"] = {}
+        (out_dir / "results.md").write_text(_data_line(summary) + "\n")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        raise DataError(f"{read}: none of the {counts['rows_read']} rows read could be scored "
+                        f"({_reasons(summary) or 'none'}); each is listed in {out_dir / 'skipped.jsonl'}")
     table = _asr_table(rows) if task == "asr" else _qa_table(rows)
     summary["table"] = table
     _write_tables(out_dir, table, summary)
     if task == "sdqa":
         _write_diva_outs(out_dir, rows)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))  # last: marks a finished evaluation
     summary["out_dir"] = str(out_dir)
     return summary
+
+
+def _reasons(summary: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in {**summary["skipped"], **summary["excluded"]}.items())
+
+
+def _data_line(summary: dict) -> str:
+    skipped, excluded = sum(summary["skipped"].values()), sum(summary["excluded"].values())
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["skipped"].items())
+    line = (f"data {summary['data']}: {summary['rows_read']} rows read, {summary['scored']} scored, "
+            f"{skipped} skipped" + (f" ({reasons})" if reasons else ""))
+    if excluded:
+        line += ", " + ", ".join(f"{v} excluded ({k})" for k, v in summary["excluded"].items())
+    if skipped:
+        line += "; see skipped.jsonl"
+    return line + "."
 
 
 def _dialects(rows) -> list[str]:
@@ -240,9 +483,10 @@ def _write_tables(out_dir: Path, table: dict, summary: dict) -> None:
     for metric, per in table.items():
         lines.append(f"| {metric} | " + " | ".join(f"{per[c]:.2f}" for c in columns)
                      + f" | {summary['latency_s_per_sample']:.3f} |")
+    speed = f"{summary['samples_per_s']:.2f}" if summary["samples_per_s"] is not None else "n/a"
     lines += ["", f"system {summary['system']}, {summary['items']} items, batch {summary['batch_size']}, "
-              f"prompt {summary['instruction']!r}, {summary['samples_per_s']:.2f} samples/s. "
-              f"{summary['qa_metrics']}."]
+              f"prompt {summary['instruction']!r}, {speed} samples/s. "
+              f"{summary['qa_metrics']}.", "", _data_line(summary)]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -262,25 +506,44 @@ def _write_diva_outs(out_dir: Path, rows) -> None:
 
 def add_arguments(p) -> None:
     p.add_argument("target", help="training run directory (JAX) or export directory (PyTorch)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides for a run directory, right after it, as `aura-jax train` takes them "
+                        "(e.g. model.llm=/abs/path/qwen2 when config.yaml holds a path that is not valid here); "
+                        "not for an export")
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--data", required=True, help="dataset file or directory (local)")
+    p.add_argument("--data", required=True,
+                   help="dataset file or directory (local): a CommonVoice release folder (TSVs beside clips/) "
+                        "or a .tsv in one, for asr; parquet file(s) or a save_to_disk folder")
     p.add_argument("--system", default="aura", choices=SYSTEMS)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--split", default=None)
+    p.add_argument("--batch-size", type=int, default=8, help="rows per generation call (>= 1; default 8)")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many rows (>= 1; default all)")
+    p.add_argument("--split", default=None,
+                   help="which split to read. CommonVoice folder: SPLIT.tsv (default test.tsv; without one, the "
+                        "folder's only TSV, else an error listing them: validated.tsv is read only when named). "
+                        "Parquet folder: SPLIT.parquet, SPLIT-*.parquet or the files under SPLIT/ (default: dev "
+                        "for sdqa, validation for heysquad, test for asr; a folder of one file: that file). "
+                        "What was read is stated in results.md and summary.json")
+    p.add_argument("--strict", action="store_true",
+                   help="a bad row (missing, empty, unreadable or silent clip, a clip longer than the model's "
+                        "audio window, empty text) is an error naming it; checked before the model loads. "
+                        "Default: skipped, counted by reason in results.md / summary.json, listed in skipped.jsonl")
     p.add_argument("--whisper", default=None, help="Whisper directory for --system cascade")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default="cpu", help="PyTorch device for exports and the cascade")
-    p.add_argument("--out", default=None, help="output directory (default TARGET/eval/TASK_SYSTEM)")
+    p.add_argument("--out", default=None, help="output directory (default TARGET/eval/TASK_SYSTEM); "
+                   "predictions.jsonl is written as rows are decoded, summary.json last")
     p.add_argument("--qa-metrics-dir", default=None,
-                   help="local copy of qa-metrics' model files for CFM/PEDANTS: DIR/cfm, DIR/pedants, DIR/nltk_data")
+                   help="local copy of qa-metrics' model files for CFM/PEDANTS: DIR/cfm, DIR/pedants, DIR/nltk_data. "
+                        "Its .pkl files are loaded with joblib (pickle), which runs code stored in them: use only "
+                        "files you made or trust. DIR, DIR/cfm, DIR/pedants and their .pkl files must be owned by "
+                        "you and not writable by group or others, or eval refuses them")
 
 
 def main(args) -> int:
     summary = run_eval(args.target, args.task, args.data, system=args.system, batch_size=args.batch_size,
                        out=args.out, limit=args.limit, split=args.split, whisper=args.whisper,
                        max_new_tokens=args.max_new_tokens, device=args.device,
-                       qa_metrics_dir=args.qa_metrics_dir)
+                       qa_metrics_dir=args.qa_metrics_dir, overrides=args.overrides, strict=args.strict)
     print((Path(summary["out_dir"]) / "results.md").read_text())
     print(f"wrote {summary['out_dir']}")
     return 0

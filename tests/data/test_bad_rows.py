@@ -89,3 +89,44 @@ def test_scan_is_cached_by_path_size_mtime(tokenizer, cv_bad_dir, tmp_path, monk
     os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     data_for(tokenizer, tmp_path, *overrides)
     assert calls == [str(clip)]
+
+
+def test_clip_paths_stay_inside_the_clips_folder_and_short_lines_are_counted(tokenizer, tmp_path, clips):
+    """A TSV cannot make the loader open files outside `clips/` (even real audio), and a line with
+    too few columns is a malformed row, not an empty transcript."""
+    (tmp_path / "outside.mp3").write_bytes(clips[1])  # real audio, but not in the release
+    cv = write_commonvoice(tmp_path / "cv", [("a.mp3", SENTENCES[0], clips[0]),
+                                             ("../../outside.mp3", "escape by dots", None),
+                                             (str(tmp_path / "outside.mp3"), "escape by absolute path", None),
+                                             ("b.mp3", SENTENCES[2], clips[2])])
+    with open(cv / "validated.tsv", "ab") as f:
+        f.write(b"c9\tshort.mp3\n")
+    data = data_for(tokenizer, tmp_path, f"data.speech=[{{type: commonvoice, path: '{cv}'}}]")
+    assert data.stats["skipped"] == {"outside_clips_dir": 2, "malformed_row": 1}
+    assert sorted(e.id for e in data.examples) == ["a.mp3", "b.mp3"]
+
+
+def test_a_corrupt_parquet_file_is_one_error_naming_it(tokenizer, tmp_path):
+    bad = tmp_path / "shards" / "train-00000.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not parquet")  # pyarrow: "smaller than the minimum file footer"
+    with pytest.raises(DataError, match=r"train-00000.parquet: not a readable parquet file") as e:
+        data_for(tokenizer, tmp_path, f"data.speech=[{{type: parquet, path: '{bad.parent}'}}]")
+    assert "\n" not in str(e.value)
+
+
+def test_mp3_decoder_notes_do_not_reach_the_console(tmp_path, clips, capfd):
+    """libmpg123 prints 'Note: Illegal Audio-MPEG-Header ...' to fd 2 for a damaged stream; the clip
+    is reported once, as a bad row, the console stays clean, other stderr output passes through."""
+    from aura_jax.audio import _decoder_notes_silenced
+    from aura_jax.data.sources import AudioRef
+
+    holed = tmp_path / "holed.mp3"
+    holed.write_bytes(clips[1][:2000] + bytes(1500) + clips[1][2000:])  # 1.5 kB of zeros mid-stream
+    reason, _ = scan.scan_one(AudioRef(key="holed", name="holed", path=str(holed)))
+    with _decoder_notes_silenced():
+        os.write(2, b"Note: a decoder note\nsomething else on stderr\n")
+    err = capfd.readouterr().err
+    assert "Illegal Audio-MPEG-Header" not in err and "Note:" not in err
+    assert "something else on stderr" in err
+    assert reason == "unreadable_audio"

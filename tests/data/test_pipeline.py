@@ -89,7 +89,10 @@ def test_buckets_and_teacher_features(tokenizer, tmp_path):
               "data.text=[{type: synthetic, num_rows: 1}]", "batch_size=1", "data.shuffle=false", "epochs=1",
               "data.audio_buckets=[500,1000,3000]")
     data = TrainData(cfg(*common), tokenizer, verbose=False)
-    expect = {"three.wav": 500, "five.wav": 500, "seven.wav": 1000, "twelve.wav": 3000, "long.wav": 3000}
+    # The 35 s clip is longer than the student's 30 s window: its transcript speaks of audio the
+    # model would never hear, so it is skipped and counted, not trained on cut off.
+    assert data.stats["skipped"] == {"audio_too_long": 1}
+    expect = {"three.wav": 500, "five.wav": 500, "seven.wav": 1000, "twelve.wav": 3000}
     by_id = {}
     for batch in data.iterator():
         ex = data.examples[batch["example_index"][0]]
@@ -105,14 +108,11 @@ def test_buckets_and_teacher_features(tokenizer, tmp_path):
     assert by_id["three.wav"]["audio_valid_frames"][0] == 300
     text = by_id["synthetic-qa-0-0"]
     assert text["audio_valid_frames"][0] == 0 and not text["teacher_features"].any()
-    assert by_id["long.wav"]["audio_valid_frames"][0] == 3000  # truncated to 30 s for the student
 
-    # A clip longer than the largest bucket is cut to it; its valid count is capped to match.
+    # Buckets whose largest is shorter than a clip: the student would hear it cut, so it is skipped too.
     small = TrainData(cfg(*common, "data.audio_buckets=[500,1000]"), tokenizer, verbose=False)
-    for batch in small.iterator():
-        if small.examples[batch["example_index"][0]].id == "twelve.wav":
-            assert batch["audio_features"].shape[-1] == 1000 and batch["audio_valid_frames"].tolist() == [1000]
-            assert batch["teacher_valid_frames"].tolist() == [[1200]]
+    assert small.stats["skipped"] == {"audio_too_long": 2}
+    assert {ex.id for ex in small.examples} == {"three.wav", "five.wav", "seven.wav", "synthetic-qa-0-0"}
 
     # A shorter teacher window (audio.teacher_frames): the teacher sees the first 800 frames, valid capped.
     short = TrainData(cfg(*common, "audio.teacher_frames=800"), tokenizer, verbose=False)
@@ -131,12 +131,15 @@ def test_buckets_and_teacher_features(tokenizer, tmp_path):
         cfg(*common, "audio.teacher_frames=800", "audio.teacher_segments=2")
 
     # Two teacher segments: the 35 s clip's teacher sees all of it, even in the 3000 bucket.
+    # The student hears its first 30 s window (long clips are what teacher_segments > 1 is for).
     data2 = TrainData(cfg(*common, "audio.teacher_segments=2"), tokenizer, verbose=False)
+    assert data2.stats["skipped"] == {}
     for batch in data2.iterator():
         ex = data2.examples[batch["example_index"][0]]
         assert batch["teacher_features"].shape == (1, 2, 128, 3000)
         if ex.id == "long.wav":
             assert batch["teacher_valid_frames"].tolist() == [[3000, 500]]
+            assert batch["audio_valid_frames"].tolist() == [3000]
         elif ex.id == "seven.wav":
             assert batch["teacher_valid_frames"].tolist() == [[700, 0]] and not batch["teacher_features"][0, 1].any()
 

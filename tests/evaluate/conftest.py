@@ -84,4 +84,9 @@ def qa_metrics_dir(tmp_path, identity_lemmatizer):
     _fit_cfm(root / "cfm")
     _fit_pedants(root / "pedants")
     (root / "nltk_data").mkdir()
+    # Private to the user whatever the umask: eval refuses .pkl files others could have written.
+    for path in (root, root / "cfm", root / "pedants", root / "nltk_data"):
+        path.chmod(0o755)
+    for pkl in root.rglob("*.pkl"):
+        pkl.chmod(0o644)
     return root

@@ -47,3 +47,42 @@ def test_a_local_copy_missing_a_file_names_it(qa_metrics_dir):
         load_answer_judges(str(qa_metrics_dir))
     with pytest.raises(ConfigError, match="not a directory"):
         load_answer_judges(str(qa_metrics_dir / "nowhere"))
+
+
+@pytest.mark.parametrize("where,mode", [(".", 0o777), (".", 0o775), ("cfm", 0o757),
+                                        ("pedants/lr_classifier.pkl", 0o666),
+                                        ("cfm/tf-idf_vectorizer.pkl", 0o646), ("nltk_data", 0o777)])
+def test_a_directory_or_pkl_others_could_write_is_refused(qa_metrics_dir, where, mode):
+    """Unpickling runs code from the files: refused before any is loaded, naming the path."""
+    path = qa_metrics_dir / where
+    path.chmod(mode)
+    import joblib
+
+    def never(*a, **k):
+        raise AssertionError("a .pkl was loaded")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(joblib, "load", never)
+        with pytest.raises(ConfigError, match="writable by group or others") as e:
+            load_answer_judges(str(qa_metrics_dir))
+    assert f"--qa-metrics-dir: {path} is writable" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_directory_owned_by_someone_else_is_refused(qa_metrics_dir, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(qa_metrics_dir).st_uid + 1)
+    with pytest.raises(ConfigError, match=f"{qa_metrics_dir} is owned by uid .*not by you.*refused"):
+        load_answer_judges(str(qa_metrics_dir))
+
+
+def test_eval_refuses_a_world_writable_qa_metrics_dir_in_one_line(qa_metrics_dir, tiny_run_dir, tmp_path, capsys):
+    from aura_jax.cli import main
+
+    qa_metrics_dir.chmod(0o777)
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(tmp_path), "--qa-metrics-dir",
+                 str(qa_metrics_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"aura-jax eval: error: --qa-metrics-dir: {qa_metrics_dir} is writable by group or others "
+                   f"(mode 777); its .pkl files would be unpickled, which runs code from them: refused "
+                   f"(chmod go-w {qa_metrics_dir})")

@@ -156,11 +156,13 @@ def test_reexport_replaces_a_complete_export_but_not_other_dirs(tiny_run_dir, ti
     from aura_jax.config import ConfigError
 
     out = export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "out", format="peft")
-    export(tiny_run_dir, tiny_qwen2_dir, out, format="peft")
+    with pytest.raises(ConfigError, match="pass --overwrite to replace it"):  # never silently
+        export(tiny_run_dir, tiny_qwen2_dir, out, format="peft")
+    export(tiny_run_dir, tiny_qwen2_dir, out, format="peft", overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["out"]
     (tmp_path / "precious").mkdir()
     with pytest.raises(ConfigError, match="not a complete aura_jax export"):
-        export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "precious", format="peft")
+        export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "precious", format="peft", overwrite=True)
 
 
 def test_base_must_match_the_run(tiny_run_dir, tmp_path):
