@@ -276,10 +276,14 @@ def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "syntheti
             loss0 = {k: float(np.asarray(jax.device_get(metrics[k]))) for k in ("loss", "ce", "distill")}
     batch_shapes = {k: tuple(v.shape) for k, v in batch.items()}
     device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None  # None on CPU
+    device_memory = ({"peak_gib": stats["peak_bytes_in_use"] / 2**30, "limit_gib": stats.get("bytes_limit", 0) / 2**30}
+                     if stats and "peak_bytes_in_use" in stats else None)
     out = {"compile_s": compile_s, "step_time": _stats(times), "step0": loss0, "batch_shapes": batch_shapes,
            "xla_flops_per_device": cost_analysis_flops(step), "memory": memory_analysis(step), "backend": jax.default_backend(),
            "device_kind": device.device_kind, "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape),
-           "host_batch": host_batch, "initial_trainables": initial, "placeholder_id": None}
+           "host_batch": host_batch, "initial_trainables": initial, "placeholder_id": None,
+           "device_memory": device_memory}
     if data == "synthetic":
         out["placeholder_id"] = pid
     del trainer, step, batch
@@ -322,6 +326,7 @@ def report(config, jax_run: dict, *, peak_tflops: float | None = None) -> dict:
                    "audio_tokens_per_row": shapes.audio_tokens, "seq_len": shapes.seq_len,
                    "teacher_depth": shapes.teacher_depth, "teacher_segments": shapes.teacher_segments},
         "compile_s": jax_run["compile_s"], "memory_bytes": jax_run.get("memory"),
+        "device_memory": jax_run.get("device_memory"),  # the allocator's measured peak (GPU/TPU)
         "speed_options": {k: getattr(config.model, k, None) for k in ("truncate_teacher", "remat", "attention",
                                                                       "scan_layers")},
         "step_time_median_s": median, "step_time_mean_s": jax_run["step_time"]["mean_s"],
@@ -373,6 +378,9 @@ def format_report(r: dict) -> str:
         f"compile: {r['compile_s']:.2f} s; options {r.get('speed_options')}",
         "XLA memory per device: " + ("n/a" if not r.get("memory_bytes") else ", ".join(
             f"{k} {v / 2**20:.1f} MiB" for k, v in r["memory_bytes"].items())),
+        "measured peak device memory: " + ("n/a (the backend reports none)" if not r.get("device_memory") else
+                                           f"{r['device_memory']['peak_gib']:.2f} GiB of "
+                                           f"{r['device_memory']['limit_gib']:.2f} GiB"),
         f"step time: median {r['step_time_median_s']:.4f} s, mean {r['step_time_mean_s']:.4f} s, "
         f"min {r['step_time_min_s']:.4f} s over {r['steps_timed']} steps",
         f"throughput: {r['examples_per_s']:.3f} examples/s, {r['audio_tokens_per_s']:.1f} audio tokens/s, "

@@ -8,6 +8,11 @@
 #           .venv/aot/cuda, pinned to the jax in .venv (~1.3 GB). They stay out of
 #           site-packages, so no other command ever loads them (a libtpu there makes
 #           every `import jax` on a CPU box print TPU errors).
+#
+# A second environment on another jax (the GPU machine's 0.11.x needs Python >= 3.12):
+#   VENV=.venv312 PYTHON=python3.12 LOCK=scripts/requirements-lock-py312.txt bash scripts/setup_env.sh --aot
+#   VENV=.venv312 bash scripts/run_tests.sh
+# (there torch==2.13.0 is PyPI's CUDA build, ~3 GB: the CPU wheel on local disk is for 3.11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AOT=0
@@ -18,14 +23,17 @@ for arg in "$@"; do
   esac
 done
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -r scripts/requirements-lock.txt
-.venv/bin/python -m pip install -q --no-deps -e .
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+VPY="$VENV/bin/python"
+LOCK=${LOCK:-scripts/requirements-lock.txt}
+"$VPY" -m pip install -q --upgrade pip
+"$VPY" -m pip install -q "torch==2.13.0"
+"$VPY" -m pip install -q -r "$LOCK"
+"$VPY" -m pip install -q --no-deps -e .
 # CFM/PEDANTS: qa-metrics 0.2.26 is the last release with both CFMatcher and PEDANT. Its
 # scikit-learn==1.3.2 pin cannot be met next to numpy 2; it runs on the current one.
-.venv/bin/python -m pip install -q --no-deps "qa-metrics==0.2.26"
+"$VPY" -m pip install -q --no-deps "qa-metrics==0.2.26"
 # Synthesized speech for the demo and tests (optional: a generated signal is the fallback);
 # strace lets the AOT tests show that libtpu contacts no network address.
 missing=""
@@ -36,21 +44,21 @@ if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]
 fi
 if [ "$AOT" = 1 ]; then
   # Versions follow the jax in .venv: libtpu as jax[tpu] pins it, the CUDA plugin at jax's version.
-  JAXV=$(.venv/bin/python -c "import jax; print(jax.__version__)")
-  LIBTPU=$(.venv/bin/python -c "
+  JAXV=$("$VPY" -c "import jax; print(jax.__version__)")
+  LIBTPU=$("$VPY" -c "
 import importlib.metadata as md, re
 print(next(re.sub(r';.*', '', r).replace(' ', '') for r in md.requires('jax') if r.startswith('libtpu') and 'tpu' in r))")
   install_target() {  # folder, stamp, packages...
     local dir=$1 stamp=$2; shift 2
     if [ "$(cat "$dir/.stamp" 2>/dev/null)" != "$stamp" ]; then
       rm -rf "$dir" && mkdir -p "$dir"
-      .venv/bin/python -m pip install -q --no-deps --target "$dir" "$@"
+      "$VPY" -m pip install -q --no-deps --target "$dir" "$@"
       echo "$stamp" > "$dir/.stamp"
     fi
   }
-  install_target .venv/aot/tpu "$LIBTPU" "$LIBTPU"
+  install_target "$VENV/aot/tpu" "$LIBTPU" "$LIBTPU"
   # The plugin and its PJRT library, and ptxas/libdevice (nvcc) to compile kernels; the CUDA
   # runtime libraries are not needed to compile without a GPU.
-  install_target .venv/aot/cuda "jax-cuda12-plugin==$JAXV nvcc-12.9.86" "jax-cuda12-plugin==$JAXV" \
+  install_target "$VENV/aot/cuda" "jax-cuda12-plugin==$JAXV nvcc-12.9.86" "jax-cuda12-plugin==$JAXV" \
     "jax-cuda12-pjrt==$JAXV" "nvidia-cuda-nvcc-cu12==12.9.86"
 fi
