@@ -74,7 +74,8 @@ def _train(args) -> int:
 def _make_random(args) -> int:
     from aura_jax.random_checkpoints import make_random
 
-    out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype, config_only=args.config_only)
+    out = make_random(args.preset, args.out, seed=args.seed, dtype=args.dtype, config_only=args.config_only,
+                      fast=args.fast)
     print(f"wrote {'config.json + tokenizer of' if args.config_only else 'random'} {args.preset} to {out}")
     return 0
 
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config-only", action="store_true",
                    help="write config.json and the tokenizer only, no weights (enough for `aura-jax aot`)")
+    p.add_argument("--fast", action="store_true",
+                   help="cut weights from one block of random values (a 7B in seconds; for timing only)")
     p.set_defaults(func=_make_random)
 
     p = sub.add_parser("aot", help="compile the training step (and inference) for TPU slices / NVIDIA GPUs "

@@ -148,11 +148,13 @@ def _save_config_only(config, out_dir) -> Path:
 
 def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str = "bfloat16",
                 max_shard_bytes: int = 5 * 2**30, shape_overrides: dict | None = None,
-                config_only: bool = False) -> Path:
+                config_only: bool = False, fast: bool = False) -> Path:
     """Random weights at a preset's real shapes, written shard by shard (a 7B never sits in memory
     twice), with the tiny BPE tokenizer so the pipeline runs end to end. `shape_overrides`
     shrinks a preset (tests exercise the same writer on small shapes). `config_only` writes
-    config.json and the tokenizer alone (seconds, bytes): enough for `aura-jax aot`."""
+    config.json and the tokenizer alone (seconds, bytes): enough for `aura-jax aot`. `fast` cuts
+    each weight from one shared block of 2^24 random values at a random offset instead of drawing
+    every value (a 7B in seconds rather than a minute: for timing, where the values do not matter)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     kind, shape = PRESETS[preset]
@@ -182,12 +184,13 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
         skeleton = cls(config)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
+    pool = (torch.randn(2**24, generator=gen) * 0.02).to(torch_dtype) if fast else None
     shards, current, size = [], {}, 0
     tied = getattr(config, "tie_word_embeddings", False) or kind == "whisper"
     for name, p in skeleton.state_dict().items():
         if tied and name in ("lm_head.weight", "proj_out.weight"):
             continue
-        current[name] = _random_tensor(name, tuple(p.shape), gen, torch_dtype)
+        current[name] = _random_tensor(name, tuple(p.shape), gen, torch_dtype, pool)
         size += current[name].numel() * current[name].element_size()
         if size >= max_shard_bytes:
             shards.append(current)
@@ -215,11 +218,21 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
     return out
 
 
-def _random_tensor(name: str, shape: tuple, gen, dtype):
+def _random_tensor(name: str, shape: tuple, gen, dtype, pool=None):
+    import math
+
     import torch
 
     if name.endswith("norm.weight") or "layer_norm.weight" in name or name.endswith("layernorm.weight"):
         return torch.ones(shape, dtype=dtype)
     if name.endswith(".bias"):
         return torch.zeros(shape, dtype=dtype)
+    if pool is not None:  # one pass of copies from the pool, starting at a random offset
+        n, src = math.prod(shape), int(torch.randint(len(pool), (1,), generator=gen))
+        out, pos = torch.empty(n, dtype=pool.dtype), 0
+        while pos < n:
+            take = min(n - pos, len(pool) - src)
+            out[pos:pos + take] = pool[src:src + take]
+            pos, src = pos + take, 0
+        return out.reshape(shape)
     return (torch.randn(shape, generator=gen, dtype=torch.float32) * 0.02).to(dtype)

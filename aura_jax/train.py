@@ -215,6 +215,9 @@ class Trainer:
         run_dir = Path(cfg.run_dir)
         if is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
+        # Before the data iterator's threads start: tensorboardX imports torch, and a module imported
+        # in one thread while a worker thread imports librosa/scipy (which probe torch) can break both.
+        import tensorboardX  # noqa: F401
         data = self.data
         total = data.num_steps
         iterator = data.iterator()

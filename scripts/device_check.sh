@@ -12,7 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
-WORK=${DEVICE_CHECK_WORK:-/tmp/aura_device_check}
+# Models, runs and exports (~20 GB at full size): in memory (/dev/shm) when it has room, else /tmp.
+shm_free_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9 || echo 0)
+default_work=/tmp/aura_device_check
+[ "${shm_free_gb:-0}" -ge 48 ] && default_work=/dev/shm/aura_device_check
+WORK=${DEVICE_CHECK_WORK:-$default_work}
 if compgen -G ".whl/*.whl" >/dev/null && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
   mkdir -p "$WORK"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl

@@ -48,3 +48,21 @@ def test_cli_make_random_whisper_shape(tmp_path, capsys):
 def test_unknown_preset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown preset 'qwen3'"):
         make_random("qwen3", tmp_path)
+
+
+def test_fast_random_weights_are_windows_of_one_random_block(tmp_path):
+    """--fast (the GPU check's 7B in seconds): every weight is the shared 2^24-value block from its own
+    offset, so weights are random-looking (std 0.02), differ from each other, and load like any other."""
+    from safetensors.numpy import load_file
+
+    out = make_random("qwen2.5-7b-instruct", tmp_path / "q", dtype="float32", fast=True,
+                      shape_overrides=dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                                           num_attention_heads=4, num_key_value_heads=2, vocab_size=1000))
+    w = load_file(str(out / "model.safetensors"))
+    q, k = w["model.layers.0.self_attn.q_proj.weight"], w["model.layers.1.self_attn.q_proj.weight"]
+    assert abs(q.std() - 0.02) < 0.002 and not np.array_equal(q, k)
+    assert len(np.unique(q)) == q.size  # a window of distinct random values, not a repeated pattern
+    assert (w["model.norm.weight"] == 1).all() and (w["model.layers.0.self_attn.q_proj.bias"] == 0).all()
+    ids = np.random.default_rng(0).integers(0, 1000, (1, 8))
+    ref = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)(torch.as_tensor(ids)).logits
+    assert np.isfinite(ref.detach().numpy()).all()

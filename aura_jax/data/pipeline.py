@@ -10,7 +10,7 @@ from pathlib import Path
 import grain
 import numpy as np
 
-from aura_jax.audio import HOP_LENGTH, N_FRAMES, num_valid_frames
+from aura_jax.audio import HOP_LENGTH, N_FRAMES, mel_filters, num_valid_frames
 from aura_jax.config import Config, ConfigError
 from aura_jax.data.examples import BatchMaker, Example, tokenize
 from aura_jax.data.plan import Plan
@@ -122,6 +122,7 @@ class TrainData:
         if not data.audio_buckets or data.text_bucket < 1:
             raise ConfigError("data.audio_buckets must be non-empty and data.text_bucket >= 1")
         self.config, self.tokenizer = config, tokenizer
+        mel_filters(config.audio.n_mels)  # librosa (and scipy) imported here, not first in a worker thread
         self.examples, self.stats = load_examples(config, tokenizer)
         if not self.examples:
             raise DataError(f"no usable rows (skipped: {self.stats['skipped']})")

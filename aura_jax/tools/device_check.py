@@ -161,8 +161,8 @@ class Check:
             if (target / "config.json").exists():
                 self.record("models", ok=True, preset=preset, path=str(target), seconds=0.0, cached=True)
                 continue
-            code, tail, seconds = self.cli(["make-random", "--preset", preset, "--out", str(target), "--dtype",
-                                            "bfloat16" if self.plan.device != "cpu" else "float32"],
+            code, tail, seconds = self.cli(["make-random", "--preset", preset, "--out", str(target), "--fast",
+                                            "--dtype", "bfloat16" if self.plan.device != "cpu" else "float32"],
                                            self.remaining("models"))
             self.record("models", ok=code == 0, preset=preset, path=str(target), seconds=round(seconds, 1),
                         **({} if code == 0 else {"error": tail[-800:]}))
