@@ -31,6 +31,7 @@ for these audio buckets vs the paper's [3000], the step time at each bucket, exp
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -49,7 +50,6 @@ def add_arguments(p) -> None:
                    help="synthetic batch of the configured shapes (default) or batch 0 of the configured data")
     p.add_argument("--text-tokens", type=int, default=None, help="synthetic: text slots per row (default data.text_bucket)")
     p.add_argument("--torch-reference", action="store_true", help="also time the PyTorch reference step")
-    p.add_argument("--torch-steps", type=int, default=None, help="timed PyTorch steps (default --steps)")
     p.add_argument("--torch-device", default="cpu", help="device of the PyTorch reference (default cpu)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: physical cores)")
     p.add_argument("--torch-attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention kernel")
@@ -231,9 +231,10 @@ def cost_analysis_flops(compiled) -> float | None:
     return float(cost["flops"])
 
 
-def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "synthetic", text_tokens: int | None = None,
-              keep_initial_trainables: bool = False, log=print) -> dict:
-    """Compile once, warm up, time `steps` steps of `Trainer`'s compiled step on one fixed batch."""
+def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = None,
+                keep_initial_trainables: bool = False, log=print):
+    """Build `Trainer` and its batch, compile the step; returns (step, finish): `step()` runs one step to
+    completion and returns its metrics, `finish(times, first_metrics)` the result dict of `bench_jax`."""
     import jax
 
     from aura_jax import sharding as shd
@@ -241,11 +242,10 @@ def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "syntheti
     from aura_jax.hf import read_config
     from aura_jax.train import Trainer
 
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"--steps={steps} must be >= 1 and --warmup={warmup} >= 0")
     ensure_random_checkpoints(config)
     trainer = Trainer(config, log=log)
     vocab = int(read_config(config.model.llm)["vocab_size"])
+    pid = None
     if data == "config":
         from aura_jax.data.pipeline import TrainData
         from aura_jax.tokenizer import ChatTokenizer
@@ -263,31 +263,68 @@ def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "syntheti
 
     batch = shd.global_batch({k: v for k, v in local.items() if k != "example_index"}, trainer.mesh, trainer.rules)
     start = time.perf_counter()
-    step = trainer.compiled_step(batch)
+    compiled = trainer.compiled_step(batch)
     compile_s = time.perf_counter() - start
-    times, loss0 = [], None
+
+    def step():
+        trainer.state, metrics = compiled(trainer.state, trainer.frozen, batch)
+        return jax.block_until_ready(metrics)
+
+    def finish(times: list[float], first: dict) -> dict:
+        device = jax.devices()[0]
+        stats = device.memory_stats() if hasattr(device, "memory_stats") else None  # None on CPU
+        device_memory = ({"peak_gib": stats["peak_bytes_in_use"] / 2**30,
+                          "limit_gib": stats.get("bytes_limit", 0) / 2**30}
+                         if stats and "peak_bytes_in_use" in stats else None)
+        return {"compile_s": compile_s, "step_time": _stats(times),
+                "step0": {k: float(np.asarray(jax.device_get(first[k]))) for k in ("loss", "ce", "distill")},
+                "batch_shapes": {k: tuple(v.shape) for k, v in batch.items()},
+                "xla_flops_per_device": cost_analysis_flops(compiled), "memory": memory_analysis(compiled),
+                "backend": jax.default_backend(), "device_kind": device.device_kind,
+                "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape), "host_batch": host_batch,
+                "initial_trainables": initial, "placeholder_id": pid, "device_memory": device_memory}
+
+    return step, finish
+
+
+def timed_steps(step, warmup: int, steps: int) -> tuple[list[float], dict]:
+    """Run `warmup` untimed then `steps` timed calls of `step()`; (seconds per timed call, first call's metrics)."""
+    times, first = [], None
     for i in range(warmup + steps):
         start = time.perf_counter()
-        trainer.state, metrics = step(trainer.state, trainer.frozen, batch)
-        jax.block_until_ready((trainer.state, metrics))
+        metrics = step()
         if i >= warmup:
             times.append(time.perf_counter() - start)
         if i == 0:
-            loss0 = {k: float(np.asarray(jax.device_get(metrics[k]))) for k in ("loss", "ce", "distill")}
-    batch_shapes = {k: tuple(v.shape) for k, v in batch.items()}
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None  # None on CPU
-    device_memory = ({"peak_gib": stats["peak_bytes_in_use"] / 2**30, "limit_gib": stats.get("bytes_limit", 0) / 2**30}
-                     if stats and "peak_bytes_in_use" in stats else None)
-    out = {"compile_s": compile_s, "step_time": _stats(times), "step0": loss0, "batch_shapes": batch_shapes,
-           "xla_flops_per_device": cost_analysis_flops(step), "memory": memory_analysis(step), "backend": jax.default_backend(),
-           "device_kind": device.device_kind, "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape),
-           "host_batch": host_batch, "initial_trainables": initial, "placeholder_id": None,
-           "device_memory": device_memory}
-    if data == "synthetic":
-        out["placeholder_id"] = pid
-    del trainer, step, batch
-    return out
+            first = metrics
+    return times, first
+
+
+def interleaved_steps(step_a, step_b, warmup: int, steps: int):
+    """A B A B ...: both warm up, then each timed step of one sits between steps of the other, so a change
+    of machine load during the run falls on both sides alike; (times_a, first_a, times_b, first_b)."""
+    times_a, times_b, first_a, first_b = [], [], None, None
+    for i in range(warmup + steps):
+        for step, times, which in ((step_a, times_a, "a"), (step_b, times_b, "b")):
+            start = time.perf_counter()
+            metrics = step()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            if i == 0 and which == "a":
+                first_a = metrics
+            elif i == 0:
+                first_b = metrics
+    return times_a, first_a, times_b, first_b
+
+
+def bench_jax(config, *, steps: int = 10, warmup: int = 2, data: str = "synthetic", text_tokens: int | None = None,
+              keep_initial_trainables: bool = False, log=print) -> dict:
+    """Compile once, warm up, time `steps` steps of `Trainer`'s compiled step on one fixed batch."""
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps={steps} must be >= 1 and --warmup={warmup} >= 0")
+    step, finish = prepare_jax(config, data=data, text_tokens=text_tokens,
+                               keep_initial_trainables=keep_initial_trainables, log=log)
+    return finish(*timed_steps(step, warmup, steps))
 
 
 def report(config, jax_run: dict, *, peak_tflops: float | None = None) -> dict:
@@ -343,27 +380,66 @@ def report(config, jax_run: dict, *, peak_tflops: float | None = None) -> dict:
     }
 
 
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not every platform has one
+        return None
+
+
 def run_bench(config, *, steps: int = 10, warmup: int = 2, peak_tflops: float | None = None,
               data: str = "synthetic", text_tokens: int | None = None, torch_reference: bool = False,
-              torch_steps: int | None = None, torch_device: str = "cpu", torch_threads: int | None = None,
-              torch_attn: str = "sdpa", log=print) -> dict:
-    jax_run = bench_jax(config, steps=steps, warmup=warmup, data=data, text_tokens=text_tokens,
-                        keep_initial_trainables=torch_reference, log=log)
-    out = report(config, jax_run, peak_tflops=peak_tflops)
-    if torch_reference:
-        from aura_jax.torch.reference_step import bench_reference
+              torch_device: str = "cpu", torch_threads: int | None = None, torch_attn: str = "sdpa",
+              log=print) -> dict:
+    """The JAX step's figures; with `torch_reference`, the PyTorch step timed interleaved with it
+    (A B A B, same process, both warmed up) and the machine's load average before and after."""
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps={steps} must be >= 1 and --warmup={warmup} >= 0")
+    load_before = load_average()
+    jax_step, finish = prepare_jax(config, data=data, text_tokens=text_tokens,
+                                   keep_initial_trainables=torch_reference, log=log)
+    if not torch_reference:
+        out = report(config, finish(*timed_steps(jax_step, warmup, steps)), peak_tflops=peak_tflops)
+        out["load_average"] = {"before": load_before, "after": load_average(), "cores": os.cpu_count()}
+        return out
+    from aura_jax.torch.reference_step import prepare_reference
 
-        threads = torch_threads or physical_cores()
-        ref = bench_reference(config, jax_run["host_batch"], trainables=jax_run["initial_trainables"],
-                              steps=torch_steps or steps, warmup=warmup, device=torch_device, threads=threads,
-                              attn_implementation=torch_attn)
-        ref["examples_per_s"] = out["shapes"]["batch"] / ref["step_time_median_s"]
-        ref["achieved_tflops"] = out["model_flops_per_step"] / ref["step_time_median_s"] / 1e12
-        out["torch"] = ref
-        out["ratio_jax_over_torch"] = out["step_time_median_s"] / ref["step_time_median_s"]
-        l_jax, l_torch = out["loss_step0"]["loss"], ref["loss_step0"]["loss"]
-        out["loss_step0_rel_diff"] = abs(l_jax - l_torch) / max(abs(l_torch), 1e-12)
+    # The reference is built from the JAX run's batch and starting trainables: one throwaway call gives them.
+    probe = finish([0.0], jax_step())
+    torch_step, torch_info = prepare_reference(config, probe["host_batch"], trainables=probe["initial_trainables"],
+                                               device=torch_device, threads=torch_threads or physical_cores(),
+                                               attn_implementation=torch_attn)
+    load_start = load_average()
+    jax_times, jax_first, torch_times, torch_first = interleaved_steps(jax_step, torch_step, warmup, steps)
+    jax_run = finish(jax_times, jax_first)
+    jax_run["step0"] = probe["step0"]  # the loss at the shared starting point (the probe was step 0)
+    out = report(config, jax_run, peak_tflops=peak_tflops)
+    ref = {**torch_info, **{f"step_time_{k}": v for k, v in _stats(torch_times).items() if k != "n"},
+           "steps_timed": len(torch_times), "loss_step0": {k: float(v) for k, v in torch_first.items()}}
+    ref["examples_per_s"] = out["shapes"]["batch"] / ref["step_time_median_s"]
+    ref["achieved_tflops"] = out["model_flops_per_step"] / ref["step_time_median_s"] / 1e12
+    out["torch"] = ref
+    out["interleaved"] = True
+    out["ratio_jax_over_torch"] = out["step_time_median_s"] / ref["step_time_median_s"]
+    out["ratio_min_jax_over_torch"] = out["step_time_min_s"] / ref["step_time_min_s"]
+    out["load_average"] = {"before": load_before, "timed_start": load_start, "after": load_average(),
+                           "cores": os.cpu_count()}
+    out["load_warning"] = load_warning(load_before, os.cpu_count())
+    # Step 0 of the comparison: JAX's probe step and PyTorch's first step start from the same trainables.
+    l_jax, l_torch = out["loss_step0"]["loss"], ref["loss_step0"]["loss"]
+    out["loss_step0_rel_diff"] = abs(l_jax - l_torch) / max(abs(l_torch), 1e-12)
     return out
+
+
+def load_warning(load: list[float] | None, cores: int | None) -> str | None:
+    """A reason to distrust a timing, or None: the 1-minute load average before the run, from other jobs,
+    above a quarter of the cores (two frameworks' thread pools degrade differently under contention)."""
+    if not load or not cores:
+        return None
+    if load[0] > 0.25 * cores:
+        return (f"load average {load[0]:.2f} on {cores} cores before the run: other jobs share the CPU, "
+                f"so the times and especially the JAX/PyTorch ratio are unreliable; rerun on an idle machine")
+    return None
 
 
 def format_report(r: dict) -> str:
@@ -392,6 +468,10 @@ def format_report(r: dict) -> str:
         f"step-0 loss (JAX): {r['loss_step0']['loss']:.6f} (ce {r['loss_step0']['ce']:.6f}, "
         f"distill {r['loss_step0']['distill']:.6f})",
     ]
+    if r.get("load_average"):
+        la = r["load_average"]
+        lines.append(f"load average (1, 5, 15 min) before {la['before']}, after {la['after']} on {la['cores']} cores"
+                     + (f"; timed part started at {la['timed_start']}" if la.get("timed_start") else ""))
     if "torch" in r:
         t = r["torch"]
         lines += [
@@ -400,8 +480,11 @@ def format_report(r: dict) -> str:
             f"{t['examples_per_s']:.3f} examples/s; {t['achieved_tflops']:.4g} TFLOP/s",
             f"step-0 loss (PyTorch): {t['loss_step0']['loss']:.6f} (ce {t['loss_step0']['ce']:.6f}, "
             f"distill {t['loss_step0']['distill']:.6f}); relative difference {r['loss_step0_rel_diff']:.2e}",
-            f"ratio JAX time / PyTorch time: {r['ratio_jax_over_torch']:.3f}",
+            f"ratio JAX time / PyTorch time: {r['ratio_jax_over_torch']:.3f} (medians; minima "
+            f"{r['ratio_min_jax_over_torch']:.3f}), steps interleaved A B A B in one process",
         ]
+        if r.get("load_warning"):
+            lines.append(f"WARNING: {r['load_warning']}")
     return "\n".join(lines)
 
 
@@ -426,7 +509,7 @@ def main(args) -> int:
         return 0
     result = run_bench(config, steps=args.steps, warmup=args.warmup, peak_tflops=args.peak_tflops, data=args.data,
                        text_tokens=args.text_tokens, torch_reference=args.torch_reference,
-                       torch_steps=args.torch_steps, torch_device=args.torch_device,
+                       torch_device=args.torch_device,
                        torch_threads=args.torch_threads, torch_attn=args.torch_attn)
     from aura_jax.distributed import is_main_process
 

@@ -87,14 +87,15 @@ def check_inputs(config: Config) -> None:
 def check_writable(directory: str | Path, key: str) -> Path:
     """Create `directory` if needed and prove it is writable; a ConfigError naming `key` if not."""
     path = Path(directory)
+    label = f"{key} {path}" if key.startswith("--") else f"{key}={path}"  # a flag, or a config key
     try:
         if path.exists() and not path.is_dir():
-            raise ConfigError(f"{key}={path}: is a file, not a directory")
+            raise ConfigError(f"{label}: is a file, not a directory")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise ConfigError(f"{key}={path}: not writable ({e.strerror or e})") from None
+        raise ConfigError(f"{label}: not writable ({e.strerror or e})") from None
     return path
 
 

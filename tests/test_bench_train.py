@@ -83,8 +83,28 @@ def test_cli(config, tiny_aura_config, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "MFU n/a" in text and "step time" in text  # CPU, no --peak-tflops
     report = json.loads(out.read_text())
-    assert report["steps_timed"] == 1
+    assert report["steps_timed"] == 1 and report["torch"]["steps_timed"] == 1 and report["interleaved"]
     assert f"ratio JAX time / PyTorch time: {report['ratio_jax_over_torch']:.3f}" in text
+    assert "steps interleaved A B A B" in text and f"before {report['load_average']['before']}" in text
+    assert report["loss_step0_rel_diff"] < 1e-4  # both sides' step 0 start from the same trainables
+
+
+def test_the_two_frameworks_steps_alternate_after_both_warm_up():
+    from aura_jax.bench_train import interleaved_steps
+
+    calls = []
+    step = lambda name: (lambda: calls.append(name) or {"n": len(calls)})
+    times_a, first_a, times_b, first_b = interleaved_steps(step("jax"), step("torch"), warmup=1, steps=3)
+    assert calls == ["jax", "torch"] * 4
+    assert len(times_a) == len(times_b) == 3 and first_a == {"n": 1} and first_b == {"n": 2}
+
+
+def test_a_busy_machine_is_named_in_a_warning():
+    from aura_jax.bench_train import load_warning
+
+    assert load_warning([0.3, 0.9, 1.5], 2) is None  # idle enough (1-minute average below cores / 4)
+    assert "load average 1.80 on 2 cores" in load_warning([1.8, 1.0, 0.5], 2)
+    assert load_warning(None, 2) is None
 
 
 def test_formula_follows_a_short_teacher_window(tiny_aura_config):

@@ -309,18 +309,9 @@ def _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper) -
 
 def _check_out(out_dir: Path) -> None:
     """The output folder exists and is writable (checked before anything is loaded; nothing in it is touched)."""
-    import tempfile
+    from aura_jax.preflight import check_writable
 
-    from aura_jax.config import ConfigError
-
-    try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"--out {out_dir}: is a file, not a directory")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise ConfigError(f"--out {out_dir}: not writable ({e.strerror or e})") from None
+    check_writable(out_dir, "--out")
 
 
 def _start_outputs(out_dir: Path) -> None:

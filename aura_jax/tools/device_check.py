@@ -118,23 +118,8 @@ class Check:
 
     def cli(self, args: list[str], timeout: float) -> tuple[int, str, float]:
         """`python -m aura_jax.cli ARGS` with a time box; (return code (124: timed out), output tail, s)."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        if self.plan.device == "cpu":
-            env.setdefault("JAX_PLATFORMS", "cpu")
-        start = time.time()
         self.log("$ aura-jax " + " ".join(args))
-        try:
-            proc = subprocess.run([self.python, "-m", "aura_jax.cli", *args], env=env, capture_output=True,
-                                  text=True, timeout=max(1.0, timeout), cwd=REPO)
-            code, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as e:
-            code = 124
-            output = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")) \
-                + ((e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or ""))
-        with open(self.log_path, "a") as f:
-            f.write(output[-20000:] + "\n")
-        return code, output[-3000:], time.time() - start
+        return self._python(["-m", "aura_jax.cli", *args], timeout)
 
     # -- stages -------------------------------------------------------------------
     def env(self) -> None:
@@ -284,6 +269,8 @@ class Check:
             self.record("jax_gen", ok=False, seconds=round(seconds, 1), timed_out=code == 124, error=tail[-800:])
 
     def _python(self, args: list[str], timeout: float) -> tuple[int, str, float]:
+        """`python ARGS` from the repository, time-boxed; (return code (124: timed out), output tail, seconds).
+        The whole output goes to log.txt."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         if self.plan.device == "cpu":
@@ -293,8 +280,9 @@ class Check:
             proc = subprocess.run([self.python, *args], env=env, capture_output=True, text=True,
                                   timeout=max(1.0, timeout), cwd=REPO)
             code, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired:
-            code, output = 124, "timed out"
+        except subprocess.TimeoutExpired as e:
+            decode = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+            code, output = 124, decode(e.stdout) + decode(e.stderr) + f"\n(timed out after {timeout:.0f} s)"
         with open(self.log_path, "a") as f:
             f.write(output[-20000:] + "\n")
         return code, output[-3000:], time.time() - start

@@ -322,9 +322,10 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_reference(config, batch: dict, *, trainables: dict | None = None, steps: int = 10, warmup: int = 2,
-                    device: str = "cpu", threads: int | None = None, attn_implementation: str = "sdpa") -> dict:
-    """Time the PyTorch step like bench-train times the JAX one (warm-up, then `steps`, synchronised)."""
+def prepare_reference(config, batch: dict, *, trainables: dict | None = None, device: str = "cpu",
+                      threads: int | None = None, attn_implementation: str = "sdpa"):
+    """Build the PyTorch step; (step, info): `step()` runs one synchronised step on `batch` and returns
+    its metrics; `info` describes the set-up (device, threads, versions, build time)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -332,17 +333,25 @@ def bench_reference(config, batch: dict, *, trainables: dict | None = None, step
     ref = ReferenceStep(config, device=device, trainables=trainables, attn_implementation=attn_implementation)
     build_s = time.perf_counter() - start
     batch = {k: np.asarray(v) for k, v in batch.items() if k != "example_index"}
-    times, loss0 = [], None
-    for i in range(warmup + max(1, steps)):
+
+    def step():
         _sync(device)
-        start = time.perf_counter()
         metrics = ref.step(batch)
         _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-        if i == 0:
-            loss0 = {k: float(v) for k, v in metrics.items()}
-    return {"device": device, "threads": torch.get_num_threads(), "attn_implementation": attn_implementation,
-            "torch_version": torch.__version__, "build_s": build_s,
-            "step_time_median_s": statistics.median(times), "step_time_mean_s": statistics.fmean(times),
-            "step_time_min_s": min(times), "steps_timed": len(times), "loss_step0": loss0}
+        return metrics
+
+    return step, {"device": device, "threads": torch.get_num_threads(), "attn_implementation": attn_implementation,
+                  "torch_version": torch.__version__, "build_s": build_s}
+
+
+def bench_reference(config, batch: dict, *, trainables: dict | None = None, steps: int = 10, warmup: int = 2,
+                    device: str = "cpu", threads: int | None = None, attn_implementation: str = "sdpa") -> dict:
+    """Time the PyTorch step alone like bench-train times the JAX one (warm-up, then `steps`, synchronised)."""
+    from aura_jax.bench_train import timed_steps
+
+    step, info = prepare_reference(config, batch, trainables=trainables, device=device, threads=threads,
+                                   attn_implementation=attn_implementation)
+    times, first = timed_steps(step, warmup, max(1, steps))
+    return {**info, "step_time_median_s": statistics.median(times), "step_time_mean_s": statistics.fmean(times),
+            "step_time_min_s": min(times), "steps_timed": len(times),
+            "loss_step0": {k: float(v) for k, v in first.items()}}
