@@ -35,6 +35,11 @@ from aura_jax.metrics import MetricsWriter
 from aura_jax.models.layers import Trainable, activation_constraint
 
 
+# Batch entries the step never reads (which rows a batch holds: metrics' batch_id): kept on the host, so
+# the compiled program is the same whether or not a batch carries them (bench-train's batch does not).
+HOST_ONLY = ("example_index",)
+
+
 @struct.dataclass
 class TrainState:
     params: Any  # nnx.State of the Trainable parameters only
@@ -177,11 +182,11 @@ class Trainer:
         """Abstract global batch (ShapeDtypeStructs sharded as `global_batch` shards) of these host arrays'
         shapes, or of {key: (shape, dtype)} (`data.examples.batch_shapes`): what the AOT path lowers
         with instead of data."""
-        def spec(shape, dtype):  # int64 (example_index) becomes int32 on device, as global_batch makes it
+        def spec(shape, dtype):
             return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(dtype),
                                         sharding=shd.batch_sharding(self.mesh, self.rules, len(shape)))
         return {k: spec(*v) if isinstance(v, tuple) else spec(np.shape(v), np.asarray(v).dtype)
-                for k, v in batch.items()}
+                for k, v in batch.items() if k not in HOST_ONLY}
 
     # -- compilation ---------------------------------------------------------
     def compiled_step(self, batch: dict):
@@ -202,7 +207,8 @@ class Trainer:
 
     def train_step(self, local_batch: dict) -> tuple[dict, float]:
         """One optimizer step on this process's rows; returns (metrics on host, seconds excluding compilation)."""
-        batch = shd.global_batch(local_batch, self.mesh, self.rules)
+        device_rows = {k: v for k, v in local_batch.items() if k not in HOST_ONLY}
+        batch = shd.global_batch(device_rows, self.mesh, self.rules)
         step = self.compiled_step(batch)
         start = time.time()
         self.state, metrics = step(self.state, self.frozen, batch)
