@@ -14,13 +14,16 @@ state, ...) so each can be lowered on its own from abstract inputs.
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from aura_jax.models.qwen2 import KVCache, Qwen2ForCausalLM
 from aura_jax.models.whisper import WhisperDecoder, WhisperDecoderCache, WhisperEncoder
+from aura_jax.streaming import SpeechStream, StreamError
 
 
 def _sample(logits, rng, temperature: float, top_p: float):
@@ -36,15 +39,12 @@ def _sample(logits, rng, temperature: float, top_p: float):
     return jax.random.categorical(rng, logits, axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p"))
-def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, *, max_new_tokens: int,
-            temperature: float, top_p: float):
-    model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
-    b, t, _ = embeds.shape
-    cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)
-    out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional)
+def _decode_loop(model: Qwen2ForCausalLM, last_logits, cache: KVCache, eos_ids, pad_id, rng, *, max_new_tokens: int,
+                 temperature: float, top_p: float):
+    """From the prompt's last logits [batch, vocab] and its cache: new tokens [batch, max_new_tokens]."""
+    b = last_logits.shape[0]
     rng, sub = jax.random.split(rng)
-    first = _sample(out.logits[:, -1], sub, temperature, top_p)
+    first = _sample(last_logits, sub, temperature, top_p)
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(first)
     done = jnp.isin(first, eos_ids)
 
@@ -62,8 +62,19 @@ def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, 
         tokens = tokens.at[:, i].set(nxt)
         return i + 1, tokens, step.cache, done | jnp.isin(nxt, eos_ids), rng
 
-    _, tokens, _, done, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), tokens, out.cache, done, rng))
+    _, tokens, _, done, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), tokens, cache, done, rng))
     return tokens
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p"))
+def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, *, max_new_tokens: int,
+            temperature: float, top_p: float):
+    model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    b, t, _ = embeds.shape
+    cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)
+    out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional)
+    return _decode_loop(model, out.logits[:, -1], out.cache, eos_ids, pad_id, rng, max_new_tokens=max_new_tokens,
+                        temperature=temperature, top_p=top_p)
 
 
 def generate(model: Qwen2ForCausalLM, input_ids=None, attention_mask=None, *, inputs_embeds=None,
@@ -98,6 +109,125 @@ def generate_aura(model, input_ids, attention_mask, audio_features, **kwargs) ->
     bidirectional = spliced.audio_mask if model.config.distill.bidirectional_audio else None
     return generate(model.llm, inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
                     bidirectional_mask=bidirectional, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Streaming: audio enters the KV cache while it is heard (aura_jax.streaming)
+# ---------------------------------------------------------------------------
+def _bucketed(ids: list[int], bucket: int, pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """[1, ceil(len/bucket)·bucket] ids, left-padded (masked slots: positions skip them)."""
+    width = max(1, -(-len(ids) // bucket)) * bucket
+    row = [pad_id] * (width - len(ids)) + list(ids)
+    return jnp.asarray([row], jnp.int32), jnp.asarray([[False] * (width - len(ids)) + [True] * len(ids)])
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "keep_logits"), donate_argnames=("cache",))
+def _stream_text(graphdef, state, ids, mask, cache, *, keep_logits: bool):
+    """Prefill text ids [1, t] into the cache → (cache, logits [1, t, vocab] or None, last logits [1, vocab])."""
+    llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    out = llm(ids, attention_mask=mask, cache=cache)
+    return out.cache, out.logits if keep_logits else None, out.logits[:, -1]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "embed_graphdef", "keep_logits"),
+                   donate_argnames=("cache",))
+def _stream_audio(graphdef, state, embed_graphdef, embed_state, frames, valid, first_patch, cache, *,
+                  keep_logits: bool):
+    """Prefill one chunk of audio: frames [1, mel, C·P], of which `valid` patches are real."""
+    llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    audio = nnx.merge(embed_graphdef, embed_state)(frames, first_patch).astype(llm.dtype)
+    mask = (jnp.arange(audio.shape[1]) < valid)[None]
+    out = llm(inputs_embeds=audio, attention_mask=mask, cache=cache)
+    return out.cache, out.logits if keep_logits else None
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p"))
+def _stream_decode(graphdef, state, last_logits, cache, eos_ids, pad_id, rng, *, max_new_tokens: int,
+                   temperature: float, top_p: float):
+    return _decode_loop(nnx.merge(graphdef, state), last_logits, cache, eos_ids, pad_id, rng, max_new_tokens=max_new_tokens,
+                        temperature=temperature, top_p=top_p)
+
+
+class AuraStream(SpeechStream):
+    """One spoken question streamed into the AuRA student (JAX, batch 1).
+
+        stream = AuraStream(model, prompt_ids, chunk_patches=5)
+        for piece in microphone:          # 16 kHz float samples, any length
+            stream.feed_audio(piece)      # each complete chunk of 5 patches (0.5 s) is prefilled now
+        answer_ids = stream.finish()      # last chunk, the prompt after the audio, greedy decoding
+
+    `prompt_ids` holds the placeholder once (as for `generate_aura`): the ids before it are
+    prefilled at construction, the ids after it at `finish`. Compiled shapes are fixed per stream
+    configuration: text padded to multiples of `text_bucket`, audio in chunks of `chunk_patches`
+    (the last one padded and masked), one cache sized for the whole window. Learned audio
+    positions are indexed by patch number, so a chunk's tokens are the ones one-shot prefill
+    computes. `keep_logits` keeps the logits of every real position (`logits()`, for checks).
+    """
+
+    def __init__(self, model, prompt_ids, *, chunk_patches: int = 5, window_tail: bool = False,
+                 max_new_tokens: int = 64, eos_token_id=None, pad_token_id: int = 0, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int = 0, text_bucket: int = 16, keep_logits: bool = False):
+        if model.config.distill.bidirectional_audio:
+            raise StreamError("this model was trained with distill.bidirectional_audio=true: its audio tokens "
+                              "attend to later ones, so audio cannot be prefilled before the clip ends; "
+                              "use generate_aura, or train with distill.bidirectional_audio=false")
+        a = model.config.audio
+        super().__init__(n_mels=a.n_mels, patch_frames=a.patch_frames, window_frames=a.num_frames,
+                         chunk_patches=chunk_patches, window_tail=window_tail)
+        ids = [int(i) for i in prompt_ids]
+        if ids.count(model.placeholder_id) != 1:
+            raise StreamError(f"prompt_ids hold the audio placeholder {model.placeholder_id} "
+                              f"{ids.count(model.placeholder_id)} times; expected once")
+        at = ids.index(model.placeholder_id)
+        if at == len(ids) - 1:
+            raise StreamError("prompt_ids end with the audio placeholder: the answer starts after the prompt that "
+                              "follows the audio (the chat template's assistant turn)")
+        self._suffix, self.keep_logits, self.pad_token_id = ids[at + 1:], keep_logits, int(pad_token_id)
+        self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
+        eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.eos_ids = eos
+        prefix_ids, prefix_mask = _bucketed(ids[:at], text_bucket, pad_token_id)
+        self._suffix_ids, self._suffix_mask = _bucketed(self._suffix, text_bucket, pad_token_id)
+        chunks = -(-self.window_patches // chunk_patches)
+        slots = prefix_ids.shape[1] + chunks * chunk_patches + self._suffix_ids.shape[1] + max_new_tokens
+        self.graphdef, self.state = nnx.split(model.llm)  # (the AuraModel's own graphdef holds its Config: unhashable)
+        self.embed_graphdef, self.embed_state = nnx.split(model.audio_embed)
+        cache = KVCache.create(model.llm.config, 1, slots, dtype=model.llm.dtype)
+        self._cache, logits, _ = _stream_text(self.graphdef, self.state, prefix_ids, prefix_mask, cache,
+                                              keep_logits=keep_logits)
+        self._logits = [] if not keep_logits else [logits[0, -len(ids[:at]):] if at else logits[0, :0]]
+        self.tokens = None
+
+    def _prefill_chunk(self, frames, valid_patches: int, first_patch: int) -> None:
+        self._cache, logits = _stream_audio(self.graphdef, self.state, self.embed_graphdef, self.embed_state,
+                                            jnp.asarray(frames)[None],
+                                            jnp.int32(valid_patches), jnp.int32(first_patch), self._cache,
+                                            keep_logits=self.keep_logits)
+        if self.keep_logits:
+            self._logits.append(logits[0, :valid_patches])
+
+    def _answer(self) -> list[int]:
+        self._cache, logits, last = _stream_text(self.graphdef, self.state, self._suffix_ids, self._suffix_mask,
+                                                 self._cache, keep_logits=self.keep_logits)
+        if self.keep_logits:
+            self._logits.append(logits[0, logits.shape[1] - len(self._suffix):])
+        last.block_until_ready()
+        self.first_token_time = time.perf_counter()  # the first token is the argmax of `last`, on device
+        tokens = _stream_decode(self.graphdef, self.state, last, self._cache, jnp.asarray(self.eos_ids or [-1], jnp.int32),
+                                jnp.int32(self.pad_token_id), jax.random.key(self.seed),
+                                max_new_tokens=self.max_new_tokens, temperature=float(self.temperature),
+                                top_p=float(self.top_p))
+        self._cache = None
+        self.tokens = [int(t) for t in np.asarray(tokens)[0]]
+        stop = next((i for i, t in enumerate(self.tokens) if t in self.eos_ids), len(self.tokens))
+        return self.tokens[:stop]
+
+    def logits(self) -> jax.Array:
+        """Logits [T + N − 1, vocab] at every real position (prefix, audio, suffix), as one-shot prefill
+        of the spliced sequence gives them; needs `keep_logits=True`."""
+        if not self.keep_logits:
+            raise StreamError("logits(): create the stream with keep_logits=True")
+        return jnp.concatenate(self._logits, axis=0)
 
 
 # ---------------------------------------------------------------------------

@@ -34,14 +34,21 @@ class AudioPatchEmbed(nnx.Module):
         self.positions = param(rngs, nnx.initializers.normal(0.02), (max_tokens, hidden), jnp.float32,
                                ("audio_tokens", "embed"), Trainable)
 
-    def __call__(self, features: jax.Array) -> jax.Array:
-        """features [batch, mel, frames] → audio tokens [batch, frames / P, hidden]."""
+    def __call__(self, features: jax.Array, first_patch: jax.Array | None = None) -> jax.Array:
+        """features [batch, mel, frames] → audio tokens [batch, frames / P, hidden].
+
+        `first_patch` (streaming): the patch number of the first patch here, so a chunk gets the
+        positions it has in the whole clip; indices past the table (a padded last chunk's
+        masked patches) are clipped to its last row."""
         patches = patchify(features, self.patch_frames)
         n = patches.shape[1]
         if n > self.max_tokens:
             raise ValueError(f"{n} audio tokens exceed the {self.max_tokens} learned positions")
         x = self.norm(self.proj(patches))
-        return x + self.positions[...][:n].astype(x.dtype)
+        if first_patch is None:
+            return x + self.positions[...][:n].astype(x.dtype)
+        rows = jnp.take(self.positions[...], first_patch + jnp.arange(n), axis=0, mode="clip")
+        return x + rows.astype(x.dtype)
 
 
 class DistillHead(nnx.Module):

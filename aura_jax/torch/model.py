@@ -52,18 +52,19 @@ class AudioPatchEmbed(torch.nn.Module):
             raise ValueError(f"{path}: missing tensors {sorted(missing)}")
         return cls(weights, patch_frames, eps)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel [batch, n_mels, frames] → audio tokens [batch, frames / P, hidden] (float32)."""
+    def forward(self, mel: torch.Tensor, first_patch: int = 0) -> torch.Tensor:
+        """mel [batch, n_mels, frames] → audio tokens [batch, frames / P, hidden] (float32).
+        `first_patch` (streaming): the clip's patch number of the first patch here."""
         b, m, length = mel.shape
         p = self.patch_frames
         if length % p:
             raise ValueError(f"{length} mel frames are not a multiple of patch_frames={p}")
         n = length // p
-        if n > self.positions.shape[0]:
-            raise ValueError(f"{n} audio tokens exceed the {self.positions.shape[0]} learned positions")
+        if first_patch + n > self.positions.shape[0]:
+            raise ValueError(f"{first_patch + n} audio tokens exceed the {self.positions.shape[0]} learned positions")
         x = mel.to(self.proj.weight.dtype)
         patches = x.reshape(b, m, n, p).permute(0, 2, 1, 3).reshape(b, n, m * p)
-        return self.norm(self.proj(patches)) + self.positions[:n]
+        return self.norm(self.proj(patches)) + self.positions[first_patch:first_patch + n]
 
 
 def _resolve_dir(path: Path, variant: str | None) -> Path:
@@ -258,6 +259,16 @@ class AuraSpeechLM:
                  sampling_rate: int | None = None, **kwargs) -> str:
         """The answer to `prompt` about one clip (path or waveform); greedy, stops at eos."""
         return self.generate_batch([audio], [prompt], max_new_tokens, do_sample, sampling_rate, **kwargs)[0]
+
+    def stream(self, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False, max_new_tokens: int = 64,
+               keep_logits: bool = False):
+        """A `TorchAuraStream` for one spoken question: `feed_audio(samples)` while it is heard (each
+        chunk of `chunk_patches` patches enters the KV cache at once), `finish()` → the answer
+        (greedy). See `aura_jax.streaming` for `window_tail` and the clamp."""
+        from aura_jax.torch.stream import TorchAuraStream
+
+        return TorchAuraStream(self, prompt, chunk_patches=chunk_patches, window_tail=window_tail,
+                               max_new_tokens=max_new_tokens, keep_logits=keep_logits)
 
     def generate_text(self, prompt: str, max_new_tokens: int = 64, do_sample: bool = False, **kwargs) -> str:
         """Text-only answer (no audio): the LLM with its adapters, same chat template and system prompt."""

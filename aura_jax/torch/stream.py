@@ -1,0 +1,80 @@
+"""Streaming speech input for an exported model (PyTorch): the audio enters the transformers
+KV cache chunk by chunk while it is heard; `finish()` adds the prompt after the audio and decodes
+greedily. The front end and the chunking are `aura_jax.streaming`'s, shared with the JAX stream.
+
+    stream = lm.stream("Answer the question.")
+    for piece in microphone:              # 16 kHz float32 samples
+        stream.feed_audio(piece)
+    print(stream.finish())
+
+Eager PyTorch needs no fixed shapes: the last chunk is prefilled at its true length, and each
+slot's position is its index in the cache, as in one-shot prefill of the spliced sequence."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from aura_jax.streaming import SpeechStream, StreamError
+
+
+class TorchAuraStream(SpeechStream):
+    def __init__(self, lm, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False,
+                 max_new_tokens: int = 64, keep_logits: bool = False):
+        if lm.aura.get("bidirectional_audio"):
+            raise StreamError("this model was trained with bidirectional attention among the audio tokens: it "
+                              "cannot prefill audio before the clip ends")
+        a = lm.aura["audio"]
+        super().__init__(n_mels=a["n_mels"], patch_frames=a["patch_frames"], window_frames=a["num_frames"],
+                         chunk_patches=chunk_patches, window_tail=window_tail)
+        self.lm, self.max_new_tokens, self.keep_logits = lm, max_new_tokens, keep_logits
+        ids = lm.prompt_ids(prompt)
+        at = ids.index(lm.audio_token_id)
+        self._suffix = ids[at + 1:]
+        if not self._suffix:
+            raise StreamError("the rendered prompt ends with the audio token; the answer starts after the "
+                              "assistant turn that follows it")
+        self.cache = DynamicCache()
+        self._logits: list[torch.Tensor] = []
+        self.answer_ids: list[int] | None = None
+        if at:
+            self._forward(input_ids=torch.as_tensor([ids[:at]], device=lm.device))
+
+    def _forward(self, **inputs) -> torch.Tensor:
+        """One prefill (or decode) step through the cache → logits of its last position [vocab]."""
+        with torch.no_grad():
+            out = self.lm.model(**inputs, past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        if self.keep_logits:
+            self._logits.append(out.logits[0].float())
+        return out.logits[0, -1]
+
+    def _prefill_chunk(self, frames: np.ndarray, valid_patches: int, first_patch: int) -> None:
+        mel = torch.as_tensor(frames[None, :, :valid_patches * self.patch_frames], device=self.lm.device)
+        with torch.no_grad():
+            audio = self.lm.audio_embed(mel, first_patch)
+        self._forward(inputs_embeds=audio.to(self.lm.model.get_input_embeddings().weight.dtype))
+
+    def _answer(self) -> str:
+        eos, device = self.lm.eos_token_ids, self.lm.device
+        logits = self._forward(input_ids=torch.as_tensor([self._suffix], device=device))
+        keep, self.keep_logits = self.keep_logits, False  # logits() covers the prompt; decoding is not kept
+        token = int(torch.argmax(logits))
+        self.first_token_time = time.perf_counter()
+        ids = []
+        while token not in eos:
+            ids.append(token)
+            if len(ids) == self.max_new_tokens:
+                break
+            token = int(torch.argmax(self._forward(input_ids=torch.as_tensor([[token]], device=device))))
+        self.keep_logits, self.answer_ids, self.cache = keep, ids, None
+        return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def logits(self) -> torch.Tensor:
+        """Logits [T + N − 1, vocab] of every prompt position (prefix, audio, suffix), float32."""
+        if not self.keep_logits:
+            raise StreamError("logits(): create the stream with keep_logits=True")
+        return torch.cat(self._logits)
