@@ -21,12 +21,14 @@ import numpy as np
 from aura_jax.audio import load_audio, log_mel_spectrogram
 
 DEFAULT_QUESTION = "Give a simple one sentence answer."
+QUESTIONS = ("what is the capital of france", "how many legs does a spider have", "who wrote the odyssey",
+             "what is two plus three", "which planet is closest to the sun")
 
 
 def _sync(device: str) -> None:
-    import torch
-
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize()
 
 
@@ -126,13 +128,11 @@ def synth_clips(directory: Path, n: int) -> list[str]:
     from aura_jax.synth import synthesize
 
     directory.mkdir(parents=True, exist_ok=True)
-    questions = ["what is the capital of france", "how many legs does a spider have",
-                 "who wrote the odyssey", "what is two plus three", "which planet is closest to the sun"]
     paths = []
     for i in range(n):
         path = directory / f"q{i:03d}.wav"
         if not path.exists():
-            sf.write(path, synthesize(questions[i % len(questions)], seed=i), 16000)
+            sf.write(path, synthesize(QUESTIONS[i % len(QUESTIONS)], seed=i), 16000)
         paths.append(str(path))
     return paths
 
@@ -189,10 +189,23 @@ def add_arguments(p) -> None:
     p.add_argument("--asr-tokens", type=int, default=32, help="transcript length for the cascade")
     p.add_argument("--free-length", action="store_true", help="stop at EOS instead of decoding a fixed length")
     p.add_argument("--clips", nargs="*", help="audio files (default: synthesized questions)")
-    p.add_argument("--json", default="runs/bench_infer/results.json", help="where to write the results")
+    p.add_argument("--json", default=None, help="where to write the results (default runs/bench_infer/"
+                                                 "results.json, with --stream stream.json)")
+    s = p.add_argument_group("streaming (--stream): time to first token after the end of speech")
+    s.add_argument("--stream", action="store_true", help="AuRA streaming vs AuRA offline vs the cascade on clips "
+                                                         "of --clip-seconds (aura_jax/bench_stream.py)")
+    s.add_argument("--clip-seconds", default="2,5,10,30", help="clip lengths (default 2,5,10,30)")
+    s.add_argument("--chunk-patches", type=int, default=5, help="audio patches per prefilled chunk (default 5)")
+    s.add_argument("--piece-seconds", type=float, default=0.1, help="audio arrives in pieces of this length")
 
 
 def main(args) -> int:
+    if getattr(args, "stream", False):
+        from aura_jax import bench_stream
+
+        args.json = args.json or "runs/bench_infer/stream.json"
+        return bench_stream.main(args)
+    args.json = args.json or "runs/bench_infer/results.json"
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # generate() warns once per call about max_length defaults

@@ -161,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     from aura_jax.config import ConfigError
     from aura_jax.data.sources import DataError
     from aura_jax.hf import CheckpointError
+    from aura_jax.streaming import StreamError
     from aura_jax.tokenizer import TokenizerError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, TokenizerError, DataError, AudioError) as e:
+    except (ConfigError, CheckpointError, TokenizerError, DataError, AudioError, StreamError) as e:
         print(f"aura-jax {args.command}: error: {e}", file=sys.stderr)
         return 2
 

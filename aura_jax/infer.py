@@ -1,5 +1,6 @@
-"""`aura-jax infer OUT --audio clip.wav --prompt "..." [--max-new-tokens N] [--device cpu|cuda]`:
-one greedy answer from an exported model (PyTorch, `aura_jax.torch.AuraSpeechLM`).
+"""`aura-jax infer OUT --audio clip.wav --prompt "..." [--max-new-tokens N] [--device cpu|cuda] [--stream]`:
+one greedy answer from an exported model (PyTorch, `aura_jax.torch.AuraSpeechLM`); `--stream`
+plays the file in real time into `AuraSpeechLM.stream` (aura_jax/streaming.py).
 
 `check_exported` and `check_audio` are the cheap checks `infer` and `check-parity --exported`
 run before loading anything: a directory that is not an export, or an audio file that is not
@@ -64,15 +65,51 @@ def add_infer_arguments(p) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--variant", default=None, choices=list(VARIANTS), help="for a --format both export")
+    p.add_argument("--stream", action="store_true",
+                   help="play the file in real time into a stream (audio prefilled while it is heard) and report "
+                        "the delay from the end of speech to the first answer token")
+    p.add_argument("--chunk-patches", type=int, default=5, help="--stream: audio patches per prefilled chunk")
+    p.add_argument("--window-tail", action="store_true",
+                   help="--stream: also prefill the window's silent tail after the speech (offline's exact input)")
+    p.add_argument("--no-pace", action="store_true", help="--stream: feed the file as fast as possible")
 
 
 def infer_main(args) -> int:
     variant = getattr(args, "variant", None)
     check_exported(args.exported, variant)
     check_audio(args.audio)
+    if getattr(args, "stream", False) and args.chunk_patches < 1:
+        from aura_jax.config import ConfigError
+
+        raise ConfigError(f"--chunk-patches {args.chunk_patches}: must be at least 1")
     from aura_jax.torch import AuraSpeechLM
 
     lm = AuraSpeechLM.from_pretrained(args.exported, device=getattr(args, "device", "cpu"), variant=variant)
-    print(lm.generate(args.audio, getattr(args, "prompt", "Transcribe the speech."),
-                      max_new_tokens=getattr(args, "max_new_tokens", 64)))
+    prompt, max_new_tokens = getattr(args, "prompt", "Transcribe the speech."), getattr(args, "max_new_tokens", 64)
+    if getattr(args, "stream", False):
+        return _infer_stream(lm, args, prompt, max_new_tokens)
+    print(lm.generate(args.audio, prompt, max_new_tokens=max_new_tokens))
+    return 0
+
+
+def _infer_stream(lm, args, prompt: str, max_new_tokens: int) -> int:
+    """The file as a microphone delivers it (0.1 s pieces, real-time pace unless --no-pace)."""
+    import sys
+    import time
+
+    from aura_jax.audio import load_audio
+    from aura_jax.streaming import realtime_chunks
+
+    wave = load_audio(args.audio, lm.aura["audio"]["sampling_rate"])
+    stream = lm.stream(prompt, chunk_patches=args.chunk_patches, window_tail=args.window_tail,
+                       max_new_tokens=max_new_tokens)
+    answer = stream.run(realtime_chunks(wave, seconds=0.1, pace=not args.no_pace))
+    done = time.perf_counter()
+    print(answer)
+    window = lm.aura["audio"]["num_frames"] / 100
+    cut = f"; only the first {window:g} s were heard (the model's window)" if stream.log_mel.truncated else ""
+    print(f"streamed {len(wave) / 16000:.2f} s of audio{' in real time' if not args.no_pace else ''}: "
+          f"{stream.chunks_prefilled} chunks of {args.chunk_patches} patches; first token "
+          f"{stream.first_token_time - stream.end_of_speech:.3f} s after the end of speech, answer complete "
+          f"{done - stream.end_of_speech:.3f} s after{cut}", file=sys.stderr)
     return 0

@@ -261,14 +261,15 @@ class AuraSpeechLM:
         return self.generate_batch([audio], [prompt], max_new_tokens, do_sample, sampling_rate, **kwargs)[0]
 
     def stream(self, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False, max_new_tokens: int = 64,
-               keep_logits: bool = False):
+               min_new_tokens: int = 0, keep_logits: bool = False):
         """A `TorchAuraStream` for one spoken question: `feed_audio(samples)` while it is heard (each
         chunk of `chunk_patches` patches enters the KV cache at once), `finish()` → the answer
         (greedy). See `aura_jax.streaming` for `window_tail` and the clamp."""
         from aura_jax.torch.stream import TorchAuraStream
 
         return TorchAuraStream(self, prompt, chunk_patches=chunk_patches, window_tail=window_tail,
-                               max_new_tokens=max_new_tokens, keep_logits=keep_logits)
+                               max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                               keep_logits=keep_logits)
 
     def generate_text(self, prompt: str, max_new_tokens: int = 64, do_sample: bool = False, **kwargs) -> str:
         """Text-only answer (no audio): the LLM with its adapters, same chat template and system prompt."""

@@ -23,14 +23,15 @@ from aura_jax.streaming import SpeechStream, StreamError
 
 class TorchAuraStream(SpeechStream):
     def __init__(self, lm, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False,
-                 max_new_tokens: int = 64, keep_logits: bool = False):
+                 max_new_tokens: int = 64, min_new_tokens: int = 0, keep_logits: bool = False):
         if lm.aura.get("bidirectional_audio"):
             raise StreamError("this model was trained with bidirectional attention among the audio tokens: it "
                               "cannot prefill audio before the clip ends")
         a = lm.aura["audio"]
         super().__init__(n_mels=a["n_mels"], patch_frames=a["patch_frames"], window_frames=a["num_frames"],
                          chunk_patches=chunk_patches, window_tail=window_tail)
-        self.lm, self.max_new_tokens, self.keep_logits = lm, max_new_tokens, keep_logits
+        self.lm, self.max_new_tokens, self.min_new_tokens = lm, max_new_tokens, min_new_tokens
+        self.keep_logits = keep_logits
         ids = lm.prompt_ids(prompt)
         at = ids.index(lm.audio_token_id)
         self._suffix = ids[at + 1:]
@@ -62,16 +63,23 @@ class TorchAuraStream(SpeechStream):
         eos, device = self.lm.eos_token_ids, self.lm.device
         logits = self._forward(input_ids=torch.as_tensor([self._suffix], device=device))
         keep, self.keep_logits = self.keep_logits, False  # logits() covers the prompt; decoding is not kept
-        token = int(torch.argmax(logits))
+        ids: list[int] = []
+        token = self._pick(logits, ids)
         self.first_token_time = time.perf_counter()
-        ids = []
         while token not in eos:
             ids.append(token)
             if len(ids) == self.max_new_tokens:
                 break
-            token = int(torch.argmax(self._forward(input_ids=torch.as_tensor([[token]], device=device))))
+            token = self._pick(self._forward(input_ids=torch.as_tensor([[token]], device=device)), ids)
         self.keep_logits, self.answer_ids, self.cache = keep, ids, None
         return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _pick(self, logits: torch.Tensor, ids: list[int]) -> int:
+        """Greedy; before `min_new_tokens`, the eos ids are excluded (as transformers' min_new_tokens does)."""
+        if len(ids) < self.min_new_tokens:
+            logits = logits.clone()
+            logits[self.lm.eos_token_ids] = -float("inf")
+        return int(torch.argmax(logits))
 
     def logits(self) -> torch.Tensor:
         """Logits [T + N − 1, vocab] of every prompt position (prefix, audio, suffix), float32."""

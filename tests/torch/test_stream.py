@@ -1,6 +1,8 @@
 """The PyTorch stream (`AuraSpeechLM.stream`): chunked prefill into the transformers KV cache gives
 the logits and the greedy answer of one-shot prefill of the spliced sequence."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -13,9 +15,20 @@ PROMPT = "Transcribe the speech."
 
 
 @pytest.fixture(scope="module")
-def lm(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory):
-    out = export(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory.mktemp("stream") / "merged", dtype="float32")
-    return AuraSpeechLM.from_pretrained(out, dtype="float32")
+def exported(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory):
+    return export(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory.mktemp("stream") / "merged", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def lm(exported):
+    return AuraSpeechLM.from_pretrained(exported, dtype="float32")
+
+
+def loud_first(seconds, seed=0):
+    """Noise whose loudest moment is its first 10 ms: the running-max clamp is then offline's."""
+    wave = (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+    wave[:160] *= 30
+    return wave
 
 
 def one_shot(lm, frames):
@@ -44,9 +57,7 @@ def test_chunked_prefill_gives_one_shot_logits_and_answer(lm, chunk):
 
 
 def test_a_streamed_file_with_the_window_tail_answers_as_offline_generate(lm):
-    rng = np.random.default_rng(0)
-    wave = (rng.standard_normal(24000) * 0.1).astype(np.float32)
-    wave[:160] *= 30  # the loudest moment first: the running-max clamp is offline's
+    wave = loud_first(1.5)
     stream = lm.stream(PROMPT, chunk_patches=16, window_tail=True, max_new_tokens=8, keep_logits=True)
     answer = stream.run(realtime_chunks(wave, seconds=0.05, pace=False))
     torch.testing.assert_close(stream.logits(), lm.logits(wave, PROMPT)[0], atol=1e-5, rtol=0)
@@ -60,3 +71,21 @@ def test_a_bidirectional_model_refuses_to_stream(lm):
     bidirectional = type("Export", (), {"aura": dict(lm.aura, bidirectional_audio=True)})()
     with pytest.raises(StreamError, match="bidirectional"):
         TorchAuraStream(bidirectional, PROMPT)
+
+
+def test_infer_stream_plays_the_file_in_real_time_and_reports_the_delay(exported, lm, tmp_path, capsys):
+    import soundfile as sf
+
+    from aura_jax.cli import main
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, loud_first(0.6), 16000, subtype="FLOAT")
+    start = time.perf_counter()
+    assert main(["infer", str(exported), "--audio", str(clip), "--prompt", PROMPT, "--max-new-tokens", "3",
+                 "--stream", "--window-tail"]) == 0
+    assert time.perf_counter() - start >= 0.6  # the clip arrives at the pace it is spoken
+    out, err = capsys.readouterr()
+    assert out == lm.generate(str(clip), PROMPT, max_new_tokens=3) + "\n"
+    assert "streamed 0.60 s of audio in real time" in err and "s after the end of speech" in err
+    assert main(["infer", str(exported), "--audio", str(clip), "--stream", "--chunk-patches", "0"]) == 2
+    assert "--chunk-patches 0: must be at least 1" in capsys.readouterr().err
