@@ -224,3 +224,15 @@ def realtime_chunks(waveform, *, seconds: float = 0.1, sampling_rate: int = SAMP
             if wait > 0:
                 time.sleep(wait)
         yield piece
+
+
+def front_end_difference(waveform, n_mels: int, frames: int) -> tuple[int, int, float]:
+    """How far the streamed log-mel of a 16 kHz clip is from offline's over the first `frames`
+    frames: (values that differ by more than 1e-6, values compared, largest absolute difference)."""
+    from aura_jax.audio import log_mel_spectrogram
+
+    offline = log_mel_spectrogram(waveform, SAMPLING_RATE, n_mels)[:, :frames]
+    stream = StreamingLogMel(n_mels, frames)
+    ours = np.concatenate([stream.feed(waveform), stream.finish(frames)], axis=1)
+    diff = np.abs(ours - offline)
+    return int((diff > 1e-6).sum()), int(diff.size), float(diff.max())

@@ -36,6 +36,7 @@ from aura_jax.evaluate.metrics import asr_scores, qa_scores
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
 TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold")
+STREAM_MODES = ("speech", "window")  # --stream: the audio ends with the speech / padded to the window
 QA_METRICS = ("cfm", "pedants", "contains", "f1", "exact_match")  # table rows: the paper's judges first
 
 
@@ -93,16 +94,47 @@ def _decode(tokenizer, row, eos: int) -> str:
     return tokenizer.decode(ids[:ids.index(eos)] if eos in ids else ids, skip_special_tokens=True).strip()
 
 
+@dataclasses.dataclass
+class Stream:
+    """--stream: AuRA hears each clip through a stream (aura_jax.streaming), 0.1 s at a time, and the
+    streamed log-mel is compared with offline's on the way (`differing` of `compared` values)."""
+
+    mode: str  # "speech": the audio ends with the speech; "window": padded to the window, as offline
+    chunk_patches: int = 5
+    differing: int = 0
+    compared: int = 0
+    max_abs: float = 0.0
+
+    @property
+    def window_tail(self) -> bool:
+        return self.mode == "window"
+
+    def run(self, make_stream, wave, n_mels: int, frames: int):
+        from aura_jax.streaming import front_end_difference, realtime_chunks
+
+        differing, compared, max_abs = front_end_difference(wave, n_mels, frames)
+        self.differing, self.compared = self.differing + differing, self.compared + compared
+        self.max_abs = max(self.max_abs, max_abs)
+        return make_stream().run(realtime_chunks(wave, seconds=0.1, pace=False))
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, "chunk_patches": self.chunk_patches,
+                "log_mel_values_differing": self.differing, "log_mel_values_compared": self.compared,
+                "log_mel_max_abs_difference": self.max_abs}
+
+
 class JaxSystem:
     """A training run: the AuRA student (or, for `gold`, its frozen base LLM) decoding in JAX."""
 
-    def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int, overrides=()):
+    def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int, overrides=(),
+                 stream: Stream | None = None):
         from aura_jax.checkpoint import restore_student
         from aura_jax.tokenizer import ChatTokenizer
 
         self.config, self.model, self.step = restore_student(run_dir, None, [*overrides, NO_RANDOM_INIT])
         self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
         self.system, self.instruction, self.max_new_tokens = system, instruction, max_new_tokens
+        self.stream = stream
         if system == "gold":
             from aura_jax.models import from_pretrained
 
@@ -130,6 +162,14 @@ class JaxSystem:
                                                     add_generation_prompt=True)) for it in items]
             ids, mask = self._left_pad(rows)
             out = generate(self.base, ids, mask, **kw)
+        elif self.stream:
+            from aura_jax.generate import AuraStream
+
+            ids = jax_prompt_ids(self.tok, self.config, self.instruction)
+            return [self.tok.decode(self.stream.run(
+                lambda: AuraStream(self.model, ids, chunk_patches=self.stream.chunk_patches,
+                                   window_tail=self.stream.window_tail, **kw), w, a.n_mels, a.num_frames),
+                skip_special_tokens=True).strip() for w in waves]
         else:
             ids, mask = self._left_pad([jax_prompt_ids(self.tok, self.config, self.instruction)] * len(items))
             mel = np.stack([log_mel_spectrogram(w, a.sampling_rate, a.n_mels)[:, :a.num_frames] for w in waves])
@@ -140,16 +180,24 @@ class JaxSystem:
 class TorchSystem:
     """An export directory: AuraSpeechLM in PyTorch (gold: its LLM on the text question)."""
 
-    def __init__(self, exported: str, system: str, instruction: str, max_new_tokens: int, device: str = "cpu"):
+    def __init__(self, exported: str, system: str, instruction: str, max_new_tokens: int, device: str = "cpu",
+                 stream: Stream | None = None):
         from aura_jax.torch import AuraSpeechLM
 
         self.lm = AuraSpeechLM.from_pretrained(exported, device=device)
         self.system, self.instruction, self.max_new_tokens = system, instruction, max_new_tokens
+        self.stream = stream
 
     def __call__(self, waves, items) -> list[str]:
         if self.system == "gold":
             return [self.lm.generate_text(f"{it.question}\n{self.instruction}", self.max_new_tokens).strip()
                     for it in items]
+        if self.stream:
+            a = self.lm.aura["audio"]
+            return [self.stream.run(lambda: self.lm.stream(self.instruction, chunk_patches=self.stream.chunk_patches,
+                                                           window_tail=self.stream.window_tail,
+                                                           max_new_tokens=self.max_new_tokens),
+                                    w, a["n_mels"], a["num_frames"]).strip() for w in waves]
         return [p.strip() for p in self.lm.generate_batch(waves, [self.instruction] * len(waves), self.max_new_tokens)]
 
 
@@ -215,14 +263,14 @@ def resolve_target(target: str, overrides=()) -> Target:
 
 
 def make_system(target: str, system: str, task: str, *, whisper: str | None, max_new_tokens: int, device: str,
-                overrides=()):
+                overrides=(), stream: Stream | None = None):
     t = resolve_target(target, overrides)
     instruction = t.asr_instruction if task == "asr" else QA_INSTRUCTION
     if system == "cascade":
         return CascadeSystem(whisper, t.llm_dir, instruction, max_new_tokens, task == "asr", device), instruction
     if t.is_run:
-        return JaxSystem(target, system, instruction, max_new_tokens, t.overrides), instruction
-    return TorchSystem(target, system, instruction, max_new_tokens, device), instruction
+        return JaxSystem(target, system, instruction, max_new_tokens, t.overrides, stream), instruction
+    return TorchSystem(target, system, instruction, max_new_tokens, device, stream), instruction
 
 
 def _aura_config_path(target: str) -> Path:
@@ -286,6 +334,33 @@ def usable(candidates: list, window_samples: int, skip, counts: dict, limit: int
                     return
 
 
+def _check_stream(system: str, stream: str | None, chunk_patches: int, agree_with: str | None) -> None:
+    from aura_jax.config import ConfigError
+
+    if stream is not None and (stream not in STREAM_MODES or system != "aura"):
+        raise ConfigError(f"--stream {stream}: one of {', '.join(STREAM_MODES)}, with --system aura (the other "
+                          f"systems hear whole clips)")
+    if stream and chunk_patches < 1:
+        raise ConfigError(f"--chunk-patches {chunk_patches}: must be at least 1")
+    if agree_with and not (Path(agree_with) / "predictions.jsonl").is_file():
+        raise ConfigError(f"--agree-with {agree_with}: no predictions.jsonl there (give an eval output directory)")
+
+
+def agreement(rows: list[dict], other_dir: str) -> dict:
+    """How many of these predictions are identical to another evaluation's of the same rows
+    (matched by id and dialect): {"with", "compared", "identical", "rate"}."""
+    theirs = {}
+    with open(Path(other_dir) / "predictions.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            theirs[(r["id"], r.get("dialect"))] = r["prediction"]
+    pairs = [(r["prediction"], theirs[(r["id"], r.get("dialect"))]) for r in rows
+             if (r["id"], r.get("dialect")) in theirs]
+    same = sum(a == b for a, b in pairs)
+    return {"with": str(other_dir), "compared": len(pairs), "identical": same,
+            "rate": same / len(pairs) if pairs else None}
+
+
 def _bad_row_message(bad: BadRow) -> str:
     return f"{bad.where}: {bad.reason}" + (f" ({bad.detail})" if bad.detail else "")
 
@@ -326,7 +401,8 @@ def _start_outputs(out_dir: Path) -> None:
 def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_size: int = 8, out: str | None = None,
              limit: int | None = None, split: str | None = None, whisper: str | None = None,
              max_new_tokens: int = 64, device: str = "cpu", progress: bool = True,
-             qa_metrics_dir: str | None = None, overrides=(), strict: bool = False) -> dict:
+             qa_metrics_dir: str | None = None, overrides=(), strict: bool = False, stream: str | None = None,
+             chunk_patches: int = 5, agree_with: str | None = None) -> dict:
     """Evaluates `target` on `task`; writes predictions.jsonl (appended and flushed per batch: a crash keeps
     what was decoded), skipped.jsonl (each row not scored, and why), then results.md / .csv and summary.json.
 
@@ -335,12 +411,15 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
     from tqdm import tqdm
 
     _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper)
+    _check_stream(system, stream, chunk_patches, agree_with)
     info = resolve_target(target, overrides)  # config errors before anything is read or loaded
+    streamer = Stream(stream, chunk_patches) if stream else None
+    batch_size = 1 if stream else batch_size  # a stream is one person speaking
     judges = load_answer_judges(qa_metrics_dir) if task != "asr" else None  # a bad dir fails before decoding
     candidates, read = read_candidates(task, data, split)
     if not candidates:
         raise DataError(f"{read}: no {task} rows to evaluate")
-    out_dir = Path(out or Path(target) / "eval" / f"{task}_{system}")
+    out_dir = Path(out or Path(target) / "eval" / (f"{task}_{system}" + (f"_stream_{stream}" if stream else "")))
     _check_out(out_dir)
 
     window = info.window_samples
@@ -353,7 +432,7 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
         for _ in usable(candidates, window, fatal, {"rows_read": 0}, limit):
             pass
     answer, instruction = make_system(target, system, task, whisper=whisper, max_new_tokens=max_new_tokens,
-                                      device=device, overrides=overrides)
+                                      device=device, overrides=overrides, stream=streamer)
     _start_outputs(out_dir)
     counts = {"rows_read": 0, "skipped": collections.Counter(), "excluded": collections.Counter()}
     skipped_file = open(out_dir / "skipped.jsonl", "a")
@@ -414,6 +493,10 @@ def run_eval(target: str, task: str, data: str, *, system: str = "aura", batch_s
                "latency_s_per_sample": seconds / scored if scored else None,
                "samples_per_s": scored / seconds if seconds > 0 else None,
                "qa_metrics": judges.status if judges else "n/a (ASR)"}
+    if streamer:
+        summary["stream"] = streamer.summary()
+    if agree_with:
+        summary["agreement"] = agreement(rows, agree_with)
     if not scored:
         summary["table"] = {}
         (out_dir / "results.md").write_text(_data_line(summary) + "\n")
@@ -478,6 +561,18 @@ def _write_tables(out_dir: Path, table: dict, summary: dict) -> None:
     lines += ["", f"system {summary['system']}, {summary['items']} items, batch {summary['batch_size']}, "
               f"prompt {summary['instruction']!r}, {speed} samples/s. "
               f"{summary['qa_metrics']}.", "", _data_line(summary)]
+    if "stream" in summary:
+        st = summary["stream"]
+        tail = "padded to the window" if st["mode"] == "window" else "the audio ends with the speech"
+        lines += ["", f"streamed ({st['mode']}: {tail}; chunks of {st['chunk_patches']} patches): the streaming "
+                  f"log-mel differs from offline in {st['log_mel_values_differing']} of {st['log_mel_values_compared']} values "
+                  f"({100 * st['log_mel_values_differing'] / max(st['log_mel_values_compared'], 1):.2f} %), by at "
+                  f"most {st['log_mel_max_abs_difference']:.3f}."]
+    if "agreement" in summary:
+        ag = summary["agreement"]
+        rate = f"{100 * ag['rate']:.1f} %" if ag["rate"] is not None else "n/a"
+        lines += ["", f"agreement with {ag['with']}: {ag['identical']} of {ag['compared']} predictions identical "
+                  f"({rate})."]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -523,6 +618,15 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="PyTorch device for exports and the cascade")
     p.add_argument("--out", default=None, help="output directory (default TARGET/eval/TASK_SYSTEM); "
                    "predictions.jsonl is written as rows are decoded, summary.json last")
+    p.add_argument("--stream", default=None, choices=STREAM_MODES,
+                   help="AuRA hears each clip through a stream (aura_jax/streaming.py): 0.1 s pieces, the streaming "
+                        "log-mel, chunked prefill. speech: the audio ends with the speech; window: padded to the "
+                        "model's window as offline inference is. Batch size 1; the log-mel's difference from "
+                        "offline is reported")
+    p.add_argument("--chunk-patches", type=int, default=5, help="--stream: audio patches per prefilled chunk")
+    p.add_argument("--agree-with", default=None, metavar="EVAL_DIR",
+                   help="also report how many predictions are identical to those in EVAL_DIR/predictions.jsonl "
+                        "(e.g. the offline evaluation of the same rows)")
     p.add_argument("--qa-metrics-dir", default=None,
                    help="local copy of qa-metrics' model files for CFM/PEDANTS: DIR/cfm, DIR/pedants, DIR/nltk_data. "
                         "Its .pkl files are loaded with joblib (pickle), which runs code stored in them: use only "
@@ -534,7 +638,8 @@ def main(args) -> int:
     summary = run_eval(args.target, args.task, args.data, system=args.system, batch_size=args.batch_size,
                        out=args.out, limit=args.limit, split=args.split, whisper=args.whisper,
                        max_new_tokens=args.max_new_tokens, device=args.device,
-                       qa_metrics_dir=args.qa_metrics_dir, overrides=args.overrides, strict=args.strict)
+                       qa_metrics_dir=args.qa_metrics_dir, overrides=args.overrides, strict=args.strict,
+                       stream=args.stream, chunk_patches=args.chunk_patches, agree_with=args.agree_with)
     print((Path(summary["out_dir"]) / "results.md").read_text())
     print(f"wrote {summary['out_dir']}")
     return 0

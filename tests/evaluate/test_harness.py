@@ -105,3 +105,25 @@ def test_without_qa_metrics_files_the_table_says_why_in_one_line(tiny_run_dir, s
                  "--batch-size", "2", "--max-new-tokens", "2", "--out", str(out)]) == 0
     note = [l for l in (out / "results.md").read_text().splitlines() if "CFM/PEDANTS not computed" in l]
     assert len(note) == 1
+
+
+def test_streamed_eval_reports_the_front_end_difference_and_the_agreement_with_offline(tiny_run_dir, sdqa_dir,
+                                                                                        tmp_path, capsys):
+    offline, streamed = tmp_path / "offline", tmp_path / "streamed"
+    common = ["--task", "sdqa", "--data", str(sdqa_dir), "--limit", "3", "--max-new-tokens", "4"]
+    assert main(["eval", str(tiny_run_dir), *common, "--batch-size", "3", "--out", str(offline)]) == 0
+    assert main(["eval", str(tiny_run_dir), *common, "--stream", "window", "--chunk-patches", "7",
+                 "--agree-with", str(offline), "--out", str(streamed)]) == 0
+    summary = json.loads((streamed / "summary.json").read_text())
+    st = summary["stream"]
+    assert st["mode"] == "window" and st["chunk_patches"] == 7 and summary["batch_size"] == 1
+    assert st["log_mel_values_compared"] == 3 * 128 * 3000  # the tiny run's window: 128 mels × 3000 frames
+    assert 0 < st["log_mel_values_differing"] < st["log_mel_values_compared"]  # espeak's leading silence
+    ag = summary["agreement"]
+    assert ag["compared"] == 3 and 0 <= ag["identical"] <= 3 and ag["with"] == str(offline)
+    text = (streamed / "results.md").read_text()
+    assert "the streaming log-mel differs from offline in" in text and "predictions identical" in text
+    assert main(["eval", str(tiny_run_dir), *common, "--system", "gold", "--stream", "speech"]) == 2
+    assert main(["eval", str(tiny_run_dir), *common, "--stream", "speech", "--agree-with", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "with --system aura" in err and "no predictions.jsonl there" in err
