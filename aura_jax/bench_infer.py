@@ -197,6 +197,8 @@ def add_arguments(p) -> None:
     s.add_argument("--clip-seconds", default="2,5,10,30", help="clip lengths (default 2,5,10,30)")
     s.add_argument("--chunk-patches", type=int, default=5, help="audio patches per prefilled chunk (default 5)")
     s.add_argument("--piece-seconds", type=float, default=0.1, help="audio arrives in pieces of this length")
+    s.add_argument("--jax-run", default=None, metavar="RUN_DIR",
+                   help="also time the JAX student of this training run (the run EXPORT was exported from)")
 
 
 def main(args) -> int:

@@ -1,8 +1,9 @@
 """`aura-jax bench-infer EXPORT --stream [--cascade WHISPER LLM]`: the delay a person feels, from
 the end of their speech to the first answer token (TTFT) and to the whole answer, for clips of
 2, 5, 10 and 30 s: AuRA streaming (audio prefilled while it is heard), AuRA streaming with the
-window's silent tail (offline's exact input), AuRA offline, and the cascade. PyTorch, same
-process, the systems interleaved clip by clip.
+window's silent tail (offline's exact input), AuRA offline, and the cascade, in PyTorch; with
+`--jax-run RUN_DIR` also the run's JAX student, streaming and offline. Same process, the systems
+interleaved clip by clip.
 
 Arrival is simulated on a virtual clock, not by sleeping: the clip comes in pieces of
 `--piece-seconds` at real-time pace; each piece is processed when it has arrived and the stream is
@@ -71,6 +72,7 @@ def stream_latency(lm, wave, question: str, *, chunk_patches: int, piece_seconds
         arrived += len(piece)
         start = time.perf_counter()
         stream.feed_audio(piece)
+        getattr(stream, "wait", lambda: None)()
         _sync(device)
         free = max(free, arrived / 16000) + time.perf_counter() - start
     backlog = max(free - duration, 0.0)
@@ -80,6 +82,50 @@ def stream_latency(lm, wave, question: str, *, chunk_patches: int, piece_seconds
     end = time.perf_counter()
     return {"ttft_s": backlog + stream.first_token_time - start, "total_s": backlog + end - start,
             "backlog_s": backlog}
+
+
+class JaxAura:
+    """A training run's JAX student behind the interface the bench uses (`stream(...)`, `offline(...)`)."""
+
+    def __init__(self, run_dir: str):
+        from aura_jax.checkpoint import restore_student
+        from aura_jax.export_parity import jax_prompt_ids
+        from aura_jax.tokenizer import ChatTokenizer
+
+        self.config, self.model, _ = restore_student(run_dir, None, ["model.random_init="])
+        self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
+        self.ids = lambda question: jax_prompt_ids(self.tok, self.config, question)
+
+    def _eos(self, fixed: bool):  # fixed length: no eos, every answer decodes max_new_tokens
+        return None if fixed else [self.tok.eos_token_id]
+
+    def stream(self, question, *, chunk_patches, window_tail, max_new_tokens, min_new_tokens):
+        from aura_jax.generate import AuraStream
+
+        return AuraStream(self.model, self.ids(question), chunk_patches=chunk_patches, window_tail=window_tail,
+                          max_new_tokens=max_new_tokens, eos_token_id=self._eos(min_new_tokens > 0),
+                          pad_token_id=self.tok.pad_token_id)
+
+    def offline(self, wave, question: str, max_new_tokens: int, fixed: bool):
+        from aura_jax.audio import log_mel_spectrogram
+        from aura_jax.generate import generate_aura
+
+        a, ids = self.config.audio, self.ids(question)
+        features = log_mel_spectrogram(wave, a.sampling_rate, a.n_mels)[None, :, :a.num_frames]
+        out = generate_aura(self.model, np.asarray([ids]), np.ones((1, len(ids)), bool), features,
+                            max_new_tokens=max_new_tokens, eos_token_id=self._eos(fixed),
+                            pad_token_id=self.tok.pad_token_id)
+        return np.asarray(out)
+
+
+def jax_offline_latency(jax_aura: JaxAura, wave, question: str, *, max_new_tokens: int, fixed: bool,
+                        device: str) -> dict:
+    """JAX offline: generate_aura on the whole clip's features, timed to one new token (TTFT) and to all."""
+    start = time.perf_counter()
+    jax_aura.offline(wave, question, 1, fixed)
+    first = time.perf_counter()
+    jax_aura.offline(wave, question, max_new_tokens, fixed)
+    return {"ttft_s": first - start, "total_s": time.perf_counter() - first}  # two runs: noise may invert them
 
 
 def offline_latency(lm, wave, question: str, *, max_new_tokens: int, fixed: bool, device: str) -> dict:
@@ -120,7 +166,7 @@ def run_stream_benchmark(exported: str, *, cascade: tuple[str, str] | None = Non
                          dtype: str = "float32", n: int = 5, warmup: int = 1, clip_seconds=CLIP_SECONDS,
                          chunk_patches: int = 5, piece_seconds: float = 0.1, max_new_tokens: int = 32,
                          asr_tokens: int = 32, fixed_length: bool = True, question: str = DEFAULT_QUESTION,
-                         log=print) -> dict:
+                         jax_run: str | None = None, log=print) -> dict:
     import torch
 
     from aura_jax.torch import AuraSpeechLM
@@ -142,6 +188,11 @@ def run_stream_benchmark(exported: str, *, cascade: tuple[str, str] | None = Non
                                                                  piece_seconds=piece_seconds, window_tail=True, **kw),
         "AuRA offline": lambda w: offline_latency(lm, w, question, **kw),
     }
+    if jax_run:
+        jax_aura = JaxAura(jax_run)
+        systems["AuRA streaming (JAX)"] = lambda w: stream_latency(
+            jax_aura, w, question, chunk_patches=chunk_patches, piece_seconds=piece_seconds, window_tail=False, **kw)
+        systems["AuRA offline (JAX)"] = lambda w: jax_offline_latency(jax_aura, w, question, **kw)
     if casc:
         systems["Cascade"] = lambda w: cascade_latency(casc, w, question, asr_tokens=asr_tokens, **kw)
     clips = {s: speech_clip(s) for s in lengths}
@@ -191,7 +242,7 @@ def main(args) -> int:
                              dtype=args.dtype, n=args.n, warmup=args.warmup, clip_seconds=seconds,
                              chunk_patches=args.chunk_patches, piece_seconds=args.piece_seconds,
                              max_new_tokens=args.max_new_tokens, asr_tokens=args.asr_tokens,
-                             fixed_length=not args.free_length)
+                             fixed_length=not args.free_length, jax_run=args.jax_run)
     print(f"device: {r['device']}, dtype {r['dtype']}, {r['n']} rounds ({r['warmup']} warm-up excluded), "
           f"{r['max_new_tokens']} new tokens{' (fixed length)' if r['fixed_length'] else ''}; chunks of "
           f"{r['chunk_patches']} patches ({r['chunk_patches'] * r['patch_s']:g} s), audio arriving in "

@@ -206,6 +206,10 @@ class AuraStream(SpeechStream):
         if self.keep_logits:
             self._logits.append(logits[0, :valid_patches])
 
+    def wait(self) -> None:
+        if self._cache is not None:
+            jax.block_until_ready(self._cache)
+
     def _answer(self) -> list[int]:
         self._cache, logits, last = _stream_text(self.graphdef, self.state, self._suffix_ids, self._suffix_mask,
                                                  self._cache, keep_logits=self.keep_logits)

@@ -204,6 +204,10 @@ class SpeechStream:
             self.feed_audio(piece)
         return self.finish()
 
+    def wait(self) -> None:
+        """Block until the chunks handed to the backend are in the cache (JAX dispatches asynchronously;
+        for timing)."""
+
     def _prefill_chunk(self, frames: np.ndarray, valid_patches: int, first_patch: int) -> None:
         raise NotImplementedError
 
