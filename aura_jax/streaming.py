@@ -122,8 +122,11 @@ class SpeechStream:
     backend's `_answer()` (the prompt after the audio, then decoding).
 
     Backends implement `_prefill_chunk(frames [n_mels, chunk_patches·P], valid_patches, first_patch)`
-    and `_answer()`. Timing: `end_of_speech` (perf_counter at `finish`), `first_token_time`
+    and `_answer()`. A backend without compiled shapes (`fixed_chunks = False`) gets what is left at
+    `finish` (the last speech, the window's tail) in one call. Timing: `end_of_speech` (perf_counter at `finish`), `first_token_time`
     (set by the backend when the first answer token is known)."""
+
+    fixed_chunks = True
 
     def __init__(self, *, n_mels: int, patch_frames: int, window_frames: int, chunk_patches: int,
                  window_tail: bool):
@@ -191,8 +194,9 @@ class SpeechStream:
             self._pending = np.concatenate([self._pending, self.log_mel.finish(patches * self.patch_frames)], axis=1)
         if self._pending.shape[1] % self.patch_frames:  # frames fed by the caller end mid-patch
             raise StreamError(f"{heard} frames fed: not a multiple of patch_frames={self.patch_frames}")
+        step = self.chunk_frames if self.fixed_chunks else max(self._pending.shape[1], 1)
         while self._pending.shape[1]:
-            take = self._pending[:, :self.chunk_frames]
+            take = self._pending[:, :step]
             self._prefill(take, take.shape[1] // self.patch_frames)
             self._pending = self._pending[:, take.shape[1]:]
         return self._answer()

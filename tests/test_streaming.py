@@ -108,6 +108,10 @@ def test_window_tail_fills_the_window_and_speech_only_stops_at_the_last_speech_p
     assert sum(c[1] for c in speech.calls) == 7
     assert sum(c[1] for c in window.calls) == 20  # the whole 100-frame window
     assert [c[2] for c in window.calls] == [0, 4, 8, 12, 16]
+    eager = type("Eager", (Recorder,), {"fixed_chunks": False})(chunk_patches=4, window_tail=True)
+    eager.feed_audio(x)
+    eager.finish()  # a chunk while the speech was heard; at finish, an eager backend gets the rest at once
+    assert [(c[1], c[2]) for c in eager.calls] == [(4, 0), (16, 4)]
 
 
 @pytest.mark.parametrize("feed,match", [

@@ -22,6 +22,8 @@ from aura_jax.streaming import SpeechStream, StreamError
 
 
 class TorchAuraStream(SpeechStream):
+    fixed_chunks = False  # eager: what is left at finish is prefilled in one call
+
     def __init__(self, lm, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False,
                  max_new_tokens: int = 64, min_new_tokens: int = 0, keep_logits: bool = False):
         if lm.aura.get("bidirectional_audio"):
