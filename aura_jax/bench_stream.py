@@ -1,7 +1,7 @@
 """`aura-jax bench-infer EXPORT --stream [--cascade WHISPER LLM]`: the delay a person feels, from
 the end of their speech to the first answer token (TTFT) and to the whole answer, for clips of
 2, 5, 10 and 30 s: AuRA streaming (audio prefilled while it is heard), AuRA streaming with the
-window's silent tail (offline's exact input), AuRA offline, and the cascade, in PyTorch; with
+silence offline inference pads the clip with (its exact input), AuRA offline, and the cascade, in PyTorch; with
 `--jax-run RUN_DIR` also the run's JAX student, streaming and offline. Same process, the systems
 interleaved clip by clip.
 
@@ -60,12 +60,12 @@ def speech_clip(seconds: float, seed: int = 0) -> np.ndarray:
     return np.concatenate(pieces)[:int(seconds * 16000)].astype(np.float32)
 
 
-def stream_latency(lm, wave, question: str, *, chunk_patches: int, piece_seconds: float, window_tail: bool,
+def stream_latency(lm, wave, question: str, *, chunk_patches: int, piece_seconds: float, padded: bool,
                    max_new_tokens: int, fixed: bool, device: str) -> dict:
     """One streamed answer on the virtual clock: {ttft_s, total_s, backlog_s} after the end of speech."""
     from aura_jax.streaming import realtime_chunks
 
-    stream = lm.stream(question, chunk_patches=chunk_patches, window_tail=window_tail,
+    stream = lm.stream(question, chunk_patches=chunk_patches, padded=padded,
                        max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens if fixed else 0)
     duration, free, arrived = len(wave) / 16000, 0.0, 0
     for piece in realtime_chunks(wave, seconds=piece_seconds, pace=False):
@@ -99,10 +99,10 @@ class JaxAura:
     def _eos(self, fixed: bool):  # fixed length: no eos, every answer decodes max_new_tokens
         return None if fixed else [self.tok.eos_token_id]
 
-    def stream(self, question, *, chunk_patches, window_tail, max_new_tokens, min_new_tokens):
+    def stream(self, question, *, chunk_patches, padded, max_new_tokens, min_new_tokens):
         from aura_jax.generate import AuraStream
 
-        return AuraStream(self.model, self.ids(question), chunk_patches=chunk_patches, window_tail=window_tail,
+        return AuraStream(self.model, self.ids(question), chunk_patches=chunk_patches, padded=padded,
                           max_new_tokens=max_new_tokens, eos_token_id=self._eos(min_new_tokens > 0),
                           pad_token_id=self.tok.pad_token_id)
 
@@ -183,15 +183,15 @@ def run_stream_benchmark(exported: str, *, cascade: tuple[str, str] | None = Non
     kw = dict(max_new_tokens=max_new_tokens, fixed=fixed_length, device=device)
     systems = {
         "AuRA streaming": lambda w: stream_latency(lm, w, question, chunk_patches=chunk_patches,
-                                                   piece_seconds=piece_seconds, window_tail=False, **kw),
-        "AuRA streaming + window tail": lambda w: stream_latency(lm, w, question, chunk_patches=chunk_patches,
-                                                                 piece_seconds=piece_seconds, window_tail=True, **kw),
+                                                   piece_seconds=piece_seconds, padded=False, **kw),
+        "AuRA streaming + padding": lambda w: stream_latency(lm, w, question, chunk_patches=chunk_patches,
+                                                             piece_seconds=piece_seconds, padded=True, **kw),
         "AuRA offline": lambda w: offline_latency(lm, w, question, **kw),
     }
     if jax_run:
         jax_aura = JaxAura(jax_run)
         systems["AuRA streaming (JAX)"] = lambda w: stream_latency(
-            jax_aura, w, question, chunk_patches=chunk_patches, piece_seconds=piece_seconds, window_tail=False, **kw)
+            jax_aura, w, question, chunk_patches=chunk_patches, piece_seconds=piece_seconds, padded=False, **kw)
         systems["AuRA offline (JAX)"] = lambda w: jax_offline_latency(jax_aura, w, question, **kw)
     if casc:
         systems["Cascade"] = lambda w: cascade_latency(casc, w, question, asr_tokens=asr_tokens, **kw)

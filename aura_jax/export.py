@@ -344,7 +344,7 @@ def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dty
     aura = {"format": "aura_jax.export/1", "kind": kind, "step": int(step), "base_model": str(base), "dtype": dtype,
             "audio": {"sampling_rate": a.sampling_rate, "n_mels": a.n_mels, "num_frames": a.num_frames,
                       "patch_frames": a.patch_frames, "num_audio_tokens": a.num_audio_tokens,
-                      "layer_norm_eps": e.norm.eps},
+                      "layer_norm_eps": e.norm.eps, "buckets": sorted(config.data.audio_buckets)},
             "audio_token": p.audio_token,
             "audio_token_id": int(audio_token_id),
             "prompt": {"system": p.system, "asr_instruction": p.asr_instruction},

@@ -164,7 +164,7 @@ class AuraStream(SpeechStream):
     computes. `keep_logits` keeps the logits of every real position (`logits()`, for checks).
     """
 
-    def __init__(self, model, prompt_ids, *, chunk_patches: int = 5, window_tail: bool = False,
+    def __init__(self, model, prompt_ids, *, chunk_patches: int = 5, padded: bool = False,
                  max_new_tokens: int = 64, eos_token_id=None, pad_token_id: int = 0, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, text_bucket: int = 16, keep_logits: bool = False):
         if model.config.distill.bidirectional_audio:
@@ -173,7 +173,7 @@ class AuraStream(SpeechStream):
                               "use generate_aura, or train with distill.bidirectional_audio=false")
         a = model.config.audio
         super().__init__(n_mels=a.n_mels, patch_frames=a.patch_frames, window_frames=a.num_frames,
-                         chunk_patches=chunk_patches, window_tail=window_tail)
+                         chunk_patches=chunk_patches, padded=padded, buckets=model.config.data.audio_buckets)
         ids = [int(i) for i in prompt_ids]
         if ids.count(model.placeholder_id) != 1:
             raise StreamError(f"prompt_ids hold the audio placeholder {model.placeholder_id} "

@@ -69,8 +69,9 @@ def add_infer_arguments(p) -> None:
                    help="play the file in real time into a stream (audio prefilled while it is heard) and report "
                         "the delay from the end of speech to the first answer token")
     p.add_argument("--chunk-patches", type=int, default=5, help="--stream: audio patches per prefilled chunk")
-    p.add_argument("--window-tail", action="store_true",
-                   help="--stream: also prefill the window's silent tail after the speech (offline's exact input)")
+    p.add_argument("--padded", action="store_true",
+                   help="--stream: after the speech, also prefill the silence offline inference pads the clip "
+                        "with (its exact input; the first token waits for it)")
     p.add_argument("--no-pace", action="store_true", help="--stream: feed the file as fast as possible")
 
 
@@ -101,7 +102,7 @@ def _infer_stream(lm, args, prompt: str, max_new_tokens: int) -> int:
     from aura_jax.streaming import realtime_chunks
 
     wave = load_audio(args.audio, lm.aura["audio"]["sampling_rate"])
-    stream = lm.stream(prompt, chunk_patches=args.chunk_patches, window_tail=args.window_tail,
+    stream = lm.stream(prompt, chunk_patches=args.chunk_patches, padded=args.padded,
                        max_new_tokens=max_new_tokens)
     answer = stream.run(realtime_chunks(wave, seconds=0.1, pace=not args.no_pace))
     done = time.perf_counter()

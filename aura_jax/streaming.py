@@ -15,14 +15,15 @@ clip's final maximum − 8) and the maximum rose after the frame was heard; ther
 value is max(log-mel, running maximum − 8), lower than offline's. Everything else (STFT window,
 hop, reflect padding at the start, zeros after the speech, the mel bank) is the offline code's.
 
-What the LLM hears after the speech (`window_tail`):
-  True   the silent rest of the model's audio window, as offline inference and the paper's
-         training (every clip padded to the window) have it. Same answer as offline up to the
-         clamp, but the tail is prefilled after the speech ends, so the first token waits for it.
+What the LLM hears after the speech (`padded`):
+  True   silence up to the smallest of the model's training audio buckets that holds the speech
+         (`data.audio_buckets`; the paper's recipe has one, the whole 30 s window), as training
+         and offline inference pad it. Same answer as offline up to the clamp, but the padding is
+         prefilled after the speech ends, so the first token waits for it.
   False  nothing: the audio ends with the last patch of speech (ceil(frames / P) patches). The
-         delay before the first token no longer depends on the clip. The model never met a clip
-         without its silent tail in training; how often the answer changes is measured in
-         docs/BENCHMARKS.md ("Streaming").
+         delay before the first token no longer depends on the clip, but a model trained on padded
+         clips hears something it never met; docs/BENCHMARKS.md ("Streaming") measures what that
+         costs, and that fine buckets (1 s) in training remove the cost.
 """
 
 from __future__ import annotations
@@ -116,23 +117,26 @@ class StreamingLogMel:
 
 class SpeechStream:
     """One utterance streamed into a model: samples (`feed_audio`) or ready log-mel frames
-    (`feed_features`: the audio is then exactly the frames fed, `window_tail` does not apply) → patches of P frames → chunks of `chunk_patches` patches, each prefilled
-    by the backend as soon as it is complete. `finish()` pads the audio to the window or ends it
-    with the speech (`window_tail`, module docstring), prefills the last chunk, then calls the
-    backend's `_answer()` (the prompt after the audio, then decoding).
+    (`feed_features`: the audio is then exactly the frames fed, `padded` does not apply) → patches
+    of P frames → chunks of `chunk_patches` patches, each prefilled by the backend as soon as it is
+    complete. `finish()` pads the audio as offline does or ends it with the speech (`padded`,
+    module docstring), prefills the last chunk, then calls the backend's `_answer()` (the prompt
+    after the audio, then decoding). `buckets`: the model's training audio lengths in frames
+    (default: the window).
 
     Backends implement `_prefill_chunk(frames [n_mels, chunk_patches·P], valid_patches, first_patch)`
     and `_answer()`. A backend without compiled shapes (`fixed_chunks = False`) gets what is left at
-    `finish` (the last speech, the window's tail) in one call. Timing: `end_of_speech` (perf_counter at `finish`), `first_token_time`
+    `finish` (the last speech, the padding) in one call. Timing: `end_of_speech` (perf_counter at `finish`), `first_token_time`
     (set by the backend when the first answer token is known)."""
 
     fixed_chunks = True
 
     def __init__(self, *, n_mels: int, patch_frames: int, window_frames: int, chunk_patches: int,
-                 window_tail: bool):
+                 padded: bool, buckets=None):
         if chunk_patches < 1:
             raise StreamError(f"chunk_patches={chunk_patches}: must be at least 1")
-        self.patch_frames, self.chunk_patches, self.window_tail = patch_frames, chunk_patches, window_tail
+        self.patch_frames, self.chunk_patches, self.padded = patch_frames, chunk_patches, padded
+        self.buckets = sorted(int(b) for b in (buckets or [window_frames]))
         self.window_patches = window_frames // patch_frames
         self.log_mel = StreamingLogMel(n_mels, min(window_frames, N_FRAMES))
         self._pending = np.zeros((n_mels, 0), np.float32)  # frames not yet prefilled
@@ -190,8 +194,9 @@ class SpeechStream:
             self.log_mel.finished = True
         else:
             speech = min(max(num_valid_frames(self.log_mel.samples_heard), 1), self.log_mel.max_frames)
-            patches = self.window_patches if self.window_tail else -(-speech // self.patch_frames)
-            self._pending = np.concatenate([self._pending, self.log_mel.finish(patches * self.patch_frames)], axis=1)
+            frames = (padded_frames(speech, self.buckets) if self.padded
+                      else -(-speech // self.patch_frames) * self.patch_frames)
+            self._pending = np.concatenate([self._pending, self.log_mel.finish(frames)], axis=1)
         if self._pending.shape[1] % self.patch_frames:  # frames fed by the caller end mid-patch
             raise StreamError(f"{heard} frames fed: not a multiple of patch_frames={self.patch_frames}")
         step = self.chunk_frames if self.fixed_chunks else max(self._pending.shape[1], 1)
@@ -217,6 +222,13 @@ class SpeechStream:
 
     def _answer(self):
         raise NotImplementedError
+
+
+def padded_frames(speech_frames: int, buckets) -> int:
+    """The frames a clip of `speech_frames` is padded to, in training and offline inference: the
+    smallest audio bucket that holds it, else the largest (the clip is cut)."""
+    fits = [b for b in sorted(buckets) if b >= speech_frames]
+    return int(fits[0] if fits else max(buckets))
 
 
 def realtime_chunks(waveform, *, seconds: float = 0.1, sampling_rate: int = SAMPLING_RATE, pace: bool = True):

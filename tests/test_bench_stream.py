@@ -30,7 +30,7 @@ class SlowStream:
 @pytest.mark.parametrize("cost,expected", [(0.002, 0.0), (0.03, 0.07)])
 def test_the_virtual_clock_charges_only_what_real_time_arrival_cannot_hide(cost, expected):
     lm = type("LM", (), {"stream": lambda self, *a, **k: SlowStream(cost)})()
-    r = stream_latency(lm, np.zeros(1600, np.float32), "q", chunk_patches=1, piece_seconds=0.02, window_tail=False,
+    r = stream_latency(lm, np.zeros(1600, np.float32), "q", chunk_patches=1, piece_seconds=0.02, padded=False,
                        max_new_tokens=1, fixed=False, device="cpu")
     # 5 pieces arriving at 0.02, 0.04, ..., 0.10 s: a 0.002 s feed keeps up (0.002 s left at the end);
     # 0.03 s feeds run 0.02-0.05, 0.05-0.08, ..., 0.14-0.17: 0.07 s behind when the speech ends
@@ -45,7 +45,7 @@ def test_bench_infer_stream_tiny_with_cascade(tiny_run_dir, tiny_qwen2_dir, tiny
                  "--clip-seconds", "1,2,40", "--n", "1", "--warmup", "1", "--max-new-tokens", "3",
                  "--asr-tokens", "3", "--jax-run", str(tiny_run_dir), "--json", str(result_path)]) == 0
     r = json.loads(result_path.read_text())
-    systems = {"AuRA streaming", "AuRA streaming + window tail", "AuRA offline", "Cascade", "AuRA streaming (JAX)",
+    systems = {"AuRA streaming", "AuRA streaming + padding", "AuRA offline", "Cascade", "AuRA streaming (JAX)",
                "AuRA offline (JAX)"}
     assert {(row["system"], row["clip_s"]) for row in r["rows"]} == {(s, c) for s in systems for c in (1.0, 2.0)}
     for row in r["rows"]:  # (JAX offline times its first token in a separate 1-token run: no ordering)

@@ -288,7 +288,7 @@ def test_aura_config_fields(both32, student, tiny_qwen2_dir, tiny_run_dir):
             "format": "aura_jax.export/1", "kind": kind, "step": 3, "base_model": str(tiny_qwen2_dir.absolute()),
             "dtype": dtype,
             "audio": {"sampling_rate": 16000, "n_mels": 128, "num_frames": 3000, "patch_frames": 10,
-                      "num_audio_tokens": 300, "layer_norm_eps": 1e-5},
+                      "num_audio_tokens": 300, "layer_norm_eps": 1e-5, "buckets": [3000]},
             "audio_token": "<|audio|>", "audio_token_id": audio_id,
             "prompt": {"system": config.prompt.system, "asr_instruction": config.prompt.asr_instruction},
             "lora": {"num_layers": 2, "rank": 8, "alpha": 16.0, "targets": list(config.lora.targets)},

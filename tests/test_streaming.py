@@ -13,7 +13,7 @@ from flax import nnx
 from aura_jax.audio import log_mel_spectrogram
 from aura_jax.generate import AuraStream, generate_aura
 from aura_jax.models.aura import splice_audio
-from aura_jax.streaming import SpeechStream, StreamError, StreamingLogMel, realtime_chunks
+from aura_jax.streaming import SpeechStream, StreamError, StreamingLogMel, padded_frames, realtime_chunks
 
 N_MELS = 80
 
@@ -77,7 +77,7 @@ def test_finish_defaults_to_the_frames_that_hold_speech_and_refuses_more_feeding
 
 
 class Recorder(SpeechStream):
-    """A backend that records what it is asked to prefill."""
+    """A backend that records what it is asked to prefill (window 100 frames, patches of 5)."""
 
     def __init__(self, **kw):
         super().__init__(n_mels=N_MELS, patch_frames=5, window_frames=100, **kw)
@@ -91,7 +91,7 @@ class Recorder(SpeechStream):
 
 
 def test_chunks_are_prefilled_as_soon_as_complete_and_the_last_is_padded():
-    stream = Recorder(chunk_patches=3, window_tail=False)
+    stream = Recorder(chunk_patches=3, padded=False)
     assert stream.feed_features(np.zeros((N_MELS, 14), np.float32)) == 0  # 2.8 patches: nothing yet
     assert stream.feed_features(np.zeros((N_MELS, 21), np.float32)) == 2  # 7 patches: two chunks of 3
     assert stream.finish() == "answer"
@@ -100,15 +100,18 @@ def test_chunks_are_prefilled_as_soon_as_complete_and_the_last_is_padded():
         stream.finish()
 
 
-def test_window_tail_fills_the_window_and_speech_only_stops_at_the_last_speech_patch():
+def test_padding_is_offlines_and_speech_only_stops_at_the_last_speech_patch():
     x = quiet_then_loud(16000 * 3 // 10 + 7)[::-1].copy()  # 0.3 s: 31 frames → 7 patches of 5
-    speech, window = Recorder(chunk_patches=4, window_tail=False), Recorder(chunk_patches=4, window_tail=True)
-    speech.feed_audio(x), window.feed_audio(x)
-    speech.finish(), window.finish()
+    speech, window = Recorder(chunk_patches=4, padded=False), Recorder(chunk_patches=4, padded=True)
+    bucketed = Recorder(chunk_patches=4, padded=True, buckets=[100, 20, 50])
+    for s in (speech, window, bucketed):
+        s.feed_audio(x)
+        s.finish()
     assert sum(c[1] for c in speech.calls) == 7
-    assert sum(c[1] for c in window.calls) == 20  # the whole 100-frame window
+    assert sum(c[1] for c in window.calls) == 20  # no buckets: the whole 100-frame window
     assert [c[2] for c in window.calls] == [0, 4, 8, 12, 16]
-    eager = type("Eager", (Recorder,), {"fixed_chunks": False})(chunk_patches=4, window_tail=True)
+    assert sum(c[1] for c in bucketed.calls) == 10  # the smallest training bucket holding 31 frames: 50
+    eager = type("Eager", (Recorder,), {"fixed_chunks": False})(chunk_patches=4, padded=True)
     eager.feed_audio(x)
     eager.finish()  # a chunk while the speech was heard; at finish, an eager backend gets the rest at once
     assert [(c[1], c[2]) for c in eager.calls] == [(4, 0), (16, 4)]
@@ -122,7 +125,7 @@ def test_window_tail_fills_the_window_and_speech_only_stops_at_the_last_speech_p
 ])
 def test_misuse_is_one_clear_error(feed, match):
     with pytest.raises(StreamError, match=match):
-        feed(Recorder(chunk_patches=2, window_tail=False))
+        feed(Recorder(chunk_patches=2, padded=False))
 
 
 def test_realtime_chunks_cover_the_clip_and_pace_like_a_microphone():
@@ -182,11 +185,16 @@ def test_chunked_prefill_gives_one_shot_logits_and_answer(student, chunk):
     assert stream.chunks_prefilled == -(-27 // chunk)
 
 
-def test_streamed_audio_with_the_window_tail_answers_as_offline_inference(student):
+def test_padding_to_padded_frames_follows_the_training_buckets():
+    assert [padded_frames(f, [300, 100, 3000]) for f in (1, 100, 101, 2999, 3000, 3500)] == [
+        100, 100, 300, 3000, 3000, 3000]
+
+
+def test_streamed_audio_with_offline_padding_answers_as_offline_inference(student):
     x = quiet_then_loud(16000)[::-1].copy()  # loudest first: the running-max clamp is offline's
     offline_features = log_mel_spectrogram(x, 16000, 128)[:, :250]
     ids = prompt(student)
-    stream = AuraStream(student, ids, chunk_patches=7, window_tail=True, max_new_tokens=5, keep_logits=True)
+    stream = AuraStream(student, ids, chunk_patches=7, padded=True, max_new_tokens=5, keep_logits=True)
     stream.run(realtime_chunks(x, seconds=0.03, pace=False))
     np.testing.assert_allclose(np.asarray(stream.logits()), one_shot_logits(student, ids, offline_features),
                                atol=1e-5, rtol=0)

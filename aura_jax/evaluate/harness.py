@@ -27,16 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from aura_jax.audio import HOP_LENGTH, SAMPLING_RATE
+from aura_jax.audio import HOP_LENGTH, SAMPLING_RATE, num_valid_frames
 from aura_jax.data.sources import BadRow, DataError
 from aura_jax.evaluate.answer_judges import load_answer_judges
 from aura_jax.evaluate.datasets import (EXCLUDED, SDQA_DIALECTS, EvalItem, check_parquet, commonvoice_tsv,
                                         heysquad_candidates, sdqa_candidates, split_files)
 from aura_jax.evaluate.metrics import asr_scores, qa_scores
+from aura_jax.streaming import padded_frames
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
 TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold")
-STREAM_MODES = ("speech", "window")  # --stream: the audio ends with the speech / padded to the window
+STREAM_MODES = ("speech", "padded")  # --stream: the audio ends with the speech / padded as offline pads it
 QA_METRICS = ("cfm", "pedants", "contains", "f1", "exact_match")  # table rows: the paper's judges first
 
 
@@ -99,15 +100,15 @@ class Stream:
     """--stream: AuRA hears each clip through a stream (aura_jax.streaming), 0.1 s at a time, and the
     streamed log-mel is compared with offline's on the way (`differing` of `compared` values)."""
 
-    mode: str  # "speech": the audio ends with the speech; "window": padded to the window, as offline
+    mode: str  # "speech": the audio ends with the speech; "padded": padded as offline inference pads it
     chunk_patches: int = 5
     differing: int = 0
     compared: int = 0
     max_abs: float = 0.0
 
     @property
-    def window_tail(self) -> bool:
-        return self.mode == "window"
+    def padded(self) -> bool:
+        return self.mode == "padded"
 
     def run(self, make_stream, wave, n_mels: int, frames: int):
         from aura_jax.streaming import front_end_difference, realtime_chunks
@@ -168,12 +169,19 @@ class JaxSystem:
             ids = jax_prompt_ids(self.tok, self.config, self.instruction)
             return [self.tok.decode(self.stream.run(
                 lambda: AuraStream(self.model, ids, chunk_patches=self.stream.chunk_patches,
-                                   window_tail=self.stream.window_tail, **kw), w, a.n_mels, a.num_frames),
+                                   padded=self.stream.padded, **kw), w, a.n_mels, a.num_frames),
                 skip_special_tokens=True).strip() for w in waves]
         else:
             ids, mask = self._left_pad([jax_prompt_ids(self.tok, self.config, self.instruction)] * len(items))
             mel = np.stack([log_mel_spectrogram(w, a.sampling_rate, a.n_mels)[:, :a.num_frames] for w in waves])
-            out = generate_aura(self.model, ids, mask, mel, **kw)
+            # each clip padded as in training: to the smallest audio bucket holding it. One call per bucket
+            # present, at the full batch shape (rows repeated), so each bucket compiles once.
+            frames = [padded_frames(num_valid_frames(len(w)), self.config.data.audio_buckets) for w in waves]
+            out = np.zeros((len(waves), self.max_new_tokens), np.int32)
+            for L in sorted(set(frames)):
+                rows = [i for i, f in enumerate(frames) if f == L]
+                take = rows + [rows[0]] * (len(waves) - len(rows))
+                out[rows] = np.asarray(generate_aura(self.model, ids, mask, mel[take, :, :L], **kw))[:len(rows)]
         return [_decode(self.tok, row, self.tok.eos_token_id) for row in np.asarray(out)]
 
 
@@ -195,7 +203,7 @@ class TorchSystem:
         if self.stream:
             a = self.lm.aura["audio"]
             return [self.stream.run(lambda: self.lm.stream(self.instruction, chunk_patches=self.stream.chunk_patches,
-                                                           window_tail=self.stream.window_tail,
+                                                           padded=self.stream.padded,
                                                            max_new_tokens=self.max_new_tokens),
                                     w, a["n_mels"], a["num_frames"]).strip() for w in waves]
         return [p.strip() for p in self.lm.generate_batch(waves, [self.instruction] * len(waves), self.max_new_tokens)]
@@ -563,7 +571,7 @@ def _write_tables(out_dir: Path, table: dict, summary: dict) -> None:
               f"{summary['qa_metrics']}.", "", _data_line(summary)]
     if "stream" in summary:
         st = summary["stream"]
-        tail = "padded to the window" if st["mode"] == "window" else "the audio ends with the speech"
+        tail = "padded as offline" if st["mode"] == "padded" else "the audio ends with the speech"
         lines += ["", f"streamed ({st['mode']}: {tail}; chunks of {st['chunk_patches']} patches): the streaming "
                   f"log-mel differs from offline in {st['log_mel_values_differing']} of {st['log_mel_values_compared']} values "
                   f"({100 * st['log_mel_values_differing'] / max(st['log_mel_values_compared'], 1):.2f} %), by at "
@@ -620,9 +628,9 @@ def add_arguments(p) -> None:
                    "predictions.jsonl is written as rows are decoded, summary.json last")
     p.add_argument("--stream", default=None, choices=STREAM_MODES,
                    help="AuRA hears each clip through a stream (aura_jax/streaming.py): 0.1 s pieces, the streaming "
-                        "log-mel, chunked prefill. speech: the audio ends with the speech; window: padded to the "
-                        "model's window as offline inference is. Batch size 1; the log-mel's difference from "
-                        "offline is reported")
+                        "log-mel, chunked prefill. speech: the audio ends with the speech; padded: padded as "
+                        "offline inference pads it (to the training bucket that holds it; the paper: the 30 s "
+                        "window). Batch size 1; the log-mel's difference from offline is reported")
     p.add_argument("--chunk-patches", type=int, default=5, help="--stream: audio patches per prefilled chunk")
     p.add_argument("--agree-with", default=None, metavar="EVAL_DIR",
                    help="also report how many predictions are identical to those in EVAL_DIR/predictions.jsonl "

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from aura_jax.audio import load_audio, log_mel_spectrogram
+from aura_jax.audio import load_audio, log_mel_spectrogram, num_valid_frames, to_mono_16k
+from aura_jax.streaming import padded_frames
 
 EXPORT_FORMAT = "aura_jax.export/1"
 VARIANTS = ("merged", "peft")
@@ -144,8 +145,9 @@ class AuraSpeechLM:
 
     # -- inputs ----------------------------------------------------------------
     def features(self, audio, sampling_rate: int | None = None) -> np.ndarray:
-        """Whisper log-mel [n_mels, num_frames] float32 of a path or a waveform ([T] or [T, C];
-        `sampling_rate` defaults to the export's, 16 kHz)."""
+        """Whisper log-mel [n_mels, L] float32 of a path or a waveform ([T] or [T, C]; `sampling_rate`
+        defaults to the export's, 16 kHz). L: the smallest training audio bucket holding the clip
+        (aura_config audio.buckets; without it, or for the paper's recipe, the window num_frames)."""
         a = self.aura["audio"]
         if isinstance(audio, (str, os.PathLike)):
             wave, sampling_rate = load_audio(audio, a["sampling_rate"]), a["sampling_rate"]
@@ -154,7 +156,9 @@ class AuraSpeechLM:
                 audio = audio.detach().cpu().numpy()
             wave = np.asarray(audio, np.float32)
             sampling_rate = sampling_rate or a["sampling_rate"]
-        return log_mel_spectrogram(wave, sampling_rate, a["n_mels"])[:, :a["num_frames"]]
+        frames = padded_frames(num_valid_frames(len(to_mono_16k(wave, sampling_rate, a["sampling_rate"]))),
+                               a.get("buckets") or [a["num_frames"]])
+        return log_mel_spectrogram(wave, sampling_rate, a["n_mels"])[:, :frames]
 
     def render(self, prompt: str, with_audio: bool = True) -> str:
         """The chat template (system prompt, user turn "{audio_token} {prompt}", generation prompt)."""
@@ -260,14 +264,14 @@ class AuraSpeechLM:
         """The answer to `prompt` about one clip (path or waveform); greedy, stops at eos."""
         return self.generate_batch([audio], [prompt], max_new_tokens, do_sample, sampling_rate, **kwargs)[0]
 
-    def stream(self, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False, max_new_tokens: int = 64,
+    def stream(self, prompt: str, *, chunk_patches: int = 5, padded: bool = False, max_new_tokens: int = 64,
                min_new_tokens: int = 0, keep_logits: bool = False):
         """A `TorchAuraStream` for one spoken question: `feed_audio(samples)` while it is heard (each
         chunk of `chunk_patches` patches enters the KV cache at once), `finish()` → the answer
-        (greedy). See `aura_jax.streaming` for `window_tail` and the clamp."""
+        (greedy). See `aura_jax.streaming` for `padded` and the clamp."""
         from aura_jax.torch.stream import TorchAuraStream
 
-        return TorchAuraStream(self, prompt, chunk_patches=chunk_patches, window_tail=window_tail,
+        return TorchAuraStream(self, prompt, chunk_patches=chunk_patches, padded=padded,
                                max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                                keep_logits=keep_logits)
 

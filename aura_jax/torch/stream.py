@@ -24,14 +24,14 @@ from aura_jax.streaming import SpeechStream, StreamError
 class TorchAuraStream(SpeechStream):
     fixed_chunks = False  # eager: what is left at finish is prefilled in one call
 
-    def __init__(self, lm, prompt: str, *, chunk_patches: int = 5, window_tail: bool = False,
+    def __init__(self, lm, prompt: str, *, chunk_patches: int = 5, padded: bool = False,
                  max_new_tokens: int = 64, min_new_tokens: int = 0, keep_logits: bool = False):
         if lm.aura.get("bidirectional_audio"):
             raise StreamError("this model was trained with bidirectional attention among the audio tokens: it "
                               "cannot prefill audio before the clip ends")
         a = lm.aura["audio"]
         super().__init__(n_mels=a["n_mels"], patch_frames=a["patch_frames"], window_frames=a["num_frames"],
-                         chunk_patches=chunk_patches, window_tail=window_tail)
+                         chunk_patches=chunk_patches, padded=padded, buckets=a.get("buckets"))
         self.lm, self.max_new_tokens, self.min_new_tokens = lm, max_new_tokens, min_new_tokens
         self.keep_logits = keep_logits
         ids = lm.prompt_ids(prompt)

@@ -112,11 +112,11 @@ def test_streamed_eval_reports_the_front_end_difference_and_the_agreement_with_o
     offline, streamed = tmp_path / "offline", tmp_path / "streamed"
     common = ["--task", "sdqa", "--data", str(sdqa_dir), "--limit", "3", "--max-new-tokens", "4"]
     assert main(["eval", str(tiny_run_dir), *common, "--batch-size", "3", "--out", str(offline)]) == 0
-    assert main(["eval", str(tiny_run_dir), *common, "--stream", "window", "--chunk-patches", "7",
+    assert main(["eval", str(tiny_run_dir), *common, "--stream", "padded", "--chunk-patches", "7",
                  "--agree-with", str(offline), "--out", str(streamed)]) == 0
     summary = json.loads((streamed / "summary.json").read_text())
     st = summary["stream"]
-    assert st["mode"] == "window" and st["chunk_patches"] == 7 and summary["batch_size"] == 1
+    assert st["mode"] == "padded" and st["chunk_patches"] == 7 and summary["batch_size"] == 1
     assert st["log_mel_values_compared"] == 3 * 128 * 3000  # the tiny run's window: 128 mels × 3000 frames
     assert 0 < st["log_mel_values_differing"] < st["log_mel_values_compared"]  # espeak's leading silence
     ag = summary["agreement"]
@@ -127,3 +127,31 @@ def test_streamed_eval_reports_the_front_end_difference_and_the_agreement_with_o
     assert main(["eval", str(tiny_run_dir), *common, "--stream", "speech", "--agree-with", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "with --system aura" in err and "no predictions.jsonl there" in err
+
+
+def test_a_run_trained_on_audio_buckets_hears_each_clip_at_its_bucket(tiny_run_dir, monkeypatch):
+    """Offline eval pads a clip as training did: to the smallest of data.audio_buckets that holds it."""
+    import numpy as np
+
+    import aura_jax.generate
+    from aura_jax.audio import log_mel_spectrogram
+    from aura_jax.evaluate.harness import JaxSystem, _decode
+    from aura_jax.export_parity import jax_prompt_ids
+    from aura_jax.generate import generate_aura
+
+    system = JaxSystem(str(tiny_run_dir), "aura", "Transcribe the speech.", 3, ["data.audio_buckets=[1000,3000]"])
+    rng = np.random.default_rng(0)
+    waves = [(rng.standard_normal(int(s * 16000)) * 0.1).astype(np.float32) for s in (12.0, 1.0)]
+    heard = []
+    monkeypatch.setattr(aura_jax.generate, "generate_aura",
+                        lambda model, ids, mask, mel, **kw: heard.append(mel.shape) or generate_aura(model, ids, mask,
+                                                                                                  mel, **kw))
+    got = system(waves, [None, None])
+    monkeypatch.undo()
+    assert heard == [(2, 128, 1000), (2, 128, 3000)]  # one call per bucket, at the batch's shape
+    ids, mask = system._left_pad([jax_prompt_ids(system.tok, system.config, "Transcribe the speech.")])
+    for wave, frames, answer in zip(waves, (3000, 1000), got):
+        mel = log_mel_spectrogram(wave, 16000, 128)[None, :, :frames]
+        out = generate_aura(system.model, ids, mask, mel, max_new_tokens=3, eos_token_id=[system.tok.eos_token_id],
+                            pad_token_id=system.tok.pad_token_id)
+        assert answer == _decode(system.tok, np.asarray(out)[0], system.tok.eos_token_id)

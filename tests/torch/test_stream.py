@@ -56,9 +56,9 @@ def test_chunked_prefill_gives_one_shot_logits_and_answer(lm, chunk):
     assert stream.chunks_prefilled == -(-13 // chunk)  # 13 patches: 13 chunks, 2 (7 + 6), 1 (of 13)
 
 
-def test_a_streamed_file_with_the_window_tail_answers_as_offline_generate(lm):
+def test_a_streamed_file_with_offline_padding_answers_as_offline_generate(lm):
     wave = loud_first(1.5)
-    stream = lm.stream(PROMPT, chunk_patches=16, window_tail=True, max_new_tokens=8, keep_logits=True)
+    stream = lm.stream(PROMPT, chunk_patches=16, padded=True, max_new_tokens=8, keep_logits=True)
     answer = stream.run(realtime_chunks(wave, seconds=0.05, pace=False))
     torch.testing.assert_close(stream.logits(), lm.logits(wave, PROMPT)[0], atol=1e-5, rtol=0)
     assert answer == lm.generate(wave, PROMPT, max_new_tokens=8)
@@ -82,10 +82,22 @@ def test_infer_stream_plays_the_file_in_real_time_and_reports_the_delay(exported
     sf.write(clip, loud_first(0.6), 16000, subtype="FLOAT")
     start = time.perf_counter()
     assert main(["infer", str(exported), "--audio", str(clip), "--prompt", PROMPT, "--max-new-tokens", "3",
-                 "--stream", "--window-tail"]) == 0
+                 "--stream", "--padded"]) == 0
     assert time.perf_counter() - start >= 0.6  # the clip arrives at the pace it is spoken
     out, err = capsys.readouterr()
     assert out == lm.generate(str(clip), PROMPT, max_new_tokens=3) + "\n"
     assert "streamed 0.60 s of audio in real time" in err and "s after the end of speech" in err
     assert main(["infer", str(exported), "--audio", str(clip), "--stream", "--chunk-patches", "0"]) == 2
     assert "--chunk-patches 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_offline_features_and_streamed_padding_follow_the_training_buckets(lm, monkeypatch):
+    """A run trained with data.audio_buckets: offline inference pads a clip to its bucket, as training
+    did, and a padded stream pads to the same bucket (same logits)."""
+    monkeypatch.setitem(lm.aura, "audio", dict(lm.aura["audio"], buckets=[500, 1000, 3000]))
+    wave = loud_first(7.2)  # 720 frames → the 1000-frame bucket
+    assert lm.features(wave).shape[1] == 1000 and lm.features(loud_first(2.0)).shape[1] == 500
+    stream = lm.stream(PROMPT, chunk_patches=16, padded=True, max_new_tokens=4, keep_logits=True)
+    stream.run(realtime_chunks(wave, seconds=0.1, pace=False))
+    assert stream.patches_prefilled == 100
+    torch.testing.assert_close(stream.logits(), lm.logits(wave, PROMPT)[0], atol=1e-5, rtol=0)
