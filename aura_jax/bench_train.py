@@ -61,6 +61,10 @@ def add_arguments(p) -> None:
                         "vs the paper's [3000], then bench each bucket (data.audio_buckets=[L]) and combine into "
                         "an expected epoch time")
     p.add_argument("--clips", type=int, default=10000, help="--bucket-sweep: clips drawn (default 10000)")
+    p.add_argument("--parts", action="store_true",
+                   help="where the step's time goes: student forward / backward, teacher, alignment + distill, "
+                        "optimizer, in JAX and in the PyTorch reference, against a plain matmul "
+                        "(aura_jax/bench_parts.py); --steps rounds after --warmup")
 
 
 def physical_cores() -> int:
@@ -499,6 +503,15 @@ def main(args) -> int:
         from aura_jax.distributed import enable_compilation_cache
 
         enable_compilation_cache(args.compilation_cache)
+    if getattr(args, "parts", False):
+        from aura_jax.bench_parts import bench_parts, format_parts
+
+        parts = bench_parts(config, steps=args.steps, warmup=args.warmup, torch_threads=args.torch_threads)
+        print(format_parts(parts))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(parts, indent=2, default=float))
+        return 0
     if args.bucket_sweep:
         buckets = [int(x) for x in args.bucket_sweep.split(",") if x]
         sweep = bucket_sweep(config, buckets, clips=args.clips, steps=args.steps, warmup=args.warmup)

@@ -2,7 +2,6 @@
 streaming AuRA, offline AuRA and the cascade, and the virtual clock that simulates arrival."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -12,30 +11,46 @@ from aura_jax.cli import main
 from aura_jax.export import export
 
 
-class SlowStream:
-    """A stream whose every feed costs `cost` seconds; finish 0.01 s, first token at its middle."""
+class Clock:
+    """A perf_counter that only moves when the fake stream below works."""
 
-    def __init__(self, cost):
-        self.cost, self.first_token_time = cost, None
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class SlowStream:
+    """A stream whose every feed costs `cost` seconds; finish costs 0.01 s, the first token at 0.005 s."""
+
+    def __init__(self, clock, cost):
+        self.clock, self.cost, self.first_token_time = clock, cost, None
 
     def feed_audio(self, piece):
-        time.sleep(self.cost)
+        self.clock.now += self.cost
 
     def finish(self):
-        time.sleep(0.005)
-        self.first_token_time = time.perf_counter()
-        time.sleep(0.005)
+        self.clock.now += 0.005
+        self.first_token_time = self.clock.now
+        self.clock.now += 0.005
 
 
-@pytest.mark.parametrize("cost,expected", [(0.002, 0.0), (0.03, 0.07)])
-def test_the_virtual_clock_charges_only_what_real_time_arrival_cannot_hide(cost, expected):
-    lm = type("LM", (), {"stream": lambda self, *a, **k: SlowStream(cost)})()
+@pytest.mark.parametrize("cost,backlog", [(0.002, 0.002), (0.03, 0.07)])
+def test_the_virtual_clock_charges_only_what_real_time_arrival_cannot_hide(cost, backlog, monkeypatch):
+    import aura_jax.bench_stream as bench_stream
+
+    clock = Clock()
+    monkeypatch.setattr(bench_stream.time, "perf_counter", clock)
+    lm = type("LM", (), {"stream": lambda self, *a, **k: SlowStream(clock, cost)})()
     r = stream_latency(lm, np.zeros(1600, np.float32), "q", chunk_patches=1, piece_seconds=0.02, padded=False,
                        max_new_tokens=1, fixed=False, device="cpu")
-    # 5 pieces arriving at 0.02, 0.04, ..., 0.10 s: a 0.002 s feed keeps up (0.002 s left at the end);
-    # 0.03 s feeds run 0.02-0.05, 0.05-0.08, ..., 0.14-0.17: 0.07 s behind when the speech ends
-    assert r["backlog_s"] == pytest.approx(expected, abs=0.015)
-    assert r["ttft_s"] == pytest.approx(expected + 0.005, abs=0.015) and r["total_s"] > r["ttft_s"]
+    monkeypatch.undo()
+    # 5 pieces arriving at 0.02, 0.04, ..., 0.10 s. 0.002 s feeds keep up: only the last piece's own
+    # work is left when the speech ends. 0.03 s feeds run 0.02-0.05, 0.05-0.08, ..., 0.14-0.17: 0.07 s behind.
+    assert r["backlog_s"] == pytest.approx(backlog, abs=1e-9)
+    assert r["ttft_s"] == pytest.approx(r["backlog_s"] + 0.005, abs=1e-9)
+    assert r["total_s"] == pytest.approx(r["backlog_s"] + 0.01, abs=1e-9)
 
 
 def test_bench_infer_stream_tiny_with_cascade(tiny_run_dir, tiny_qwen2_dir, tiny_whisper_dir, tmp_path, capsys):

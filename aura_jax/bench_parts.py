@@ -1,0 +1,209 @@
+"""`aura-jax bench-train CONFIG --parts`: where the training step's time goes, in JAX and in the
+PyTorch reference, part by part, against a plain matmul on the same CPU.
+
+Both frameworks time the same five nested programs on one batch. Each part is the difference of
+two consecutive programs, so the parts add up to the whole step:
+
+  student_forward            audio embedding, splice, LLM forward, CE
+  student_backward           (student forward + backward of CE) − student forward
+  teacher_forward            the frozen Whisper encoder to the deepest paired layer
+  alignment_distill          (forward + backward of the whole loss) − student fwd+bwd − teacher
+                             (the alignment, the heads, cos + MSE, their backward)
+  optimizer                  the whole step − forward + backward of the whole loss (clip + AdamW)
+
+JAX: each program jitted on its own (the step is `Trainer`'s compiled step). PyTorch:
+`ReferenceStep` (transformers + peft); its forward runs with autograd recording, as in a step.
+Rounds are interleaved (every program of both frameworks, then again) after a warm-up; medians.
+FLOPs per part come from XLA's cost analysis of the JAX programs (the same math in both), and
+the FLOP rate of a plain [tokens × hidden] @ [hidden × intermediate] matmul in each framework is
+the ceiling each part is compared with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+
+PROGRAMS = ("student_forward", "student_forward_backward", "teacher_forward", "loss_forward_backward", "step")
+PARTS = ("student_forward", "student_backward", "teacher_forward", "alignment_distill", "optimizer")
+
+
+def parts_of(programs: dict) -> dict:
+    """Per-part values from the five nested programs' values (seconds or FLOPs)."""
+    p = programs
+    return {"student_forward": p["student_forward"],
+            "student_backward": p["student_forward_backward"] - p["student_forward"],
+            "teacher_forward": p["teacher_forward"],
+            "alignment_distill": p["loss_forward_backward"] - p["student_forward_backward"] - p["teacher_forward"],
+            "optimizer": p["step"] - p["loss_forward_backward"]}
+
+
+def _flops(compiled) -> float | None:
+    from aura_jax.bench_train import cost_analysis_flops
+
+    return cost_analysis_flops(compiled)
+
+
+def jax_programs(config, *, log=print):
+    """{name: (run(), flops)} for the five JAX programs, compiled, on the bench's synthetic batch;
+    plus the host batch and the initial trainables (for the PyTorch side)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from aura_jax import sharding as shd
+    from aura_jax.bench_train import synthetic_batch, trainable_arrays
+    from aura_jax.build import ensure_random_checkpoints, placeholder_token_id
+    from aura_jax.hf import read_config
+    from aura_jax.loss import aura_loss, cross_entropy
+    from aura_jax.train import Trainer
+
+    ensure_random_checkpoints(config)
+    trainer = Trainer(config, log=log)
+    vocab = int(read_config(config.model.llm)["vocab_size"])
+    pid = placeholder_token_id(config.model.llm, config.prompt.audio_token, vocab)
+    host = synthetic_batch(config, vocab_size=vocab, placeholder_id=pid)
+    batch = shd.global_batch({k: v for k, v in host.items() if k != "example_index"}, trainer.mesh, trainer.rules)
+    # a copy: the step donates (and so deletes) the state's buffers
+    graphdef, params, frozen = trainer.graphdef, jax.tree.map(jnp.copy, trainer.state.params), trainer.frozen
+
+    def student_ce(params, frozen, batch):
+        out = nnx.merge(graphdef, params, frozen).student(batch["input_ids"], batch["attention_mask"],
+                                                          batch["loss_mask"], batch["audio_features"])
+        return cross_entropy(out.logits, out.spliced.targets, out.spliced.loss_mask)[0]
+
+    def teacher(params, frozen, batch):
+        model = nnx.merge(graphdef, params, frozen)
+        features = batch.get("teacher_features")  # [B, S, mel, 3000] when the student's window is shorter
+        features = batch["audio_features"] if features is None else features.reshape((-1,) + features.shape[2:])
+        hidden = model.teacher(features, output_hidden_states=True).hidden_states
+        return [hidden[t] for t in model.teacher_layers]
+
+    def whole_loss(params, frozen, batch):
+        return aura_loss(nnx.merge(graphdef, params, frozen), batch)
+
+    fns = {"student_forward": student_ce, "student_forward_backward": jax.value_and_grad(student_ce),
+           "teacher_forward": teacher, "loss_forward_backward": jax.value_and_grad(whole_loss, has_aux=True)}
+    programs = {}
+    for name, fn in fns.items():
+        compiled = jax.jit(fn).lower(params, frozen, batch).compile()
+        programs[name] = (lambda c=compiled: jax.block_until_ready(c(params, frozen, batch)), _flops(compiled))
+    step = trainer.compiled_step(batch)
+    state = {"s": trainer.state}
+
+    def run_step():
+        state["s"], metrics = step(state["s"], frozen, batch)
+        return jax.block_until_ready(metrics)
+
+    programs["step"] = (run_step, _flops(step))
+    return programs, host, trainable_arrays(params)
+
+
+def torch_programs(config, host: dict, trainables: dict, *, threads: int | None = None) -> dict:
+    """{name: run()} for the same five programs in the PyTorch reference (same weights, same batch)."""
+    import torch
+
+    from aura_jax.torch.reference_step import ReferenceStep, whisper_hidden_states
+
+    if threads:
+        torch.set_num_threads(threads)
+    ref = ReferenceStep(config, trainables=trainables)
+    batch = {k: np.asarray(v) for k, v in host.items() if k != "example_index"}
+    full = ref.config
+    ce_only = dataclasses.replace(full, loss=dataclasses.replace(full.loss, distill_weight=0.0))
+    teacher_input = batch.get("teacher_features")
+    teacher_input = (batch["audio_features"] if teacher_input is None
+                     else teacher_input.reshape((-1,) + teacher_input.shape[2:]))
+    features = torch.from_numpy(np.array(teacher_input, np.float32))
+
+    def loss(config, backward: bool):
+        ref.config = config
+        try:
+            ref.optimizer.zero_grad(set_to_none=True)
+            value, _ = ref.loss(batch)
+            if backward:
+                value.backward()
+        finally:
+            ref.config = full
+
+    def teacher():
+        with torch.no_grad():
+            whisper_hidden_states(ref.teacher, features)
+
+    return {"student_forward": lambda: loss(ce_only, False), "student_forward_backward": lambda: loss(ce_only, True),
+            "teacher_forward": teacher, "loss_forward_backward": lambda: loss(full, True),
+            "step": lambda: ref.step(batch)}
+
+
+def matmul_rates(m: int, k: int, n: int, *, repeats: int = 5) -> dict:
+    """GFLOP/s of a float32 [m, k] @ [k, n] in JAX (jit) and PyTorch, best of `repeats` after a warm-up."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
+    dot = jax.jit(jnp.dot)
+    runs = {"jax": lambda: dot(ja, jb).block_until_ready(), "torch": lambda: torch.matmul(ta, tb)}
+    out = {"shape": [m, k, n], "gflop": 2 * m * k * n / 1e9}
+    for name, run in runs.items():
+        run()
+        best = min(_time(run) for _ in range(repeats))
+        out[f"{name}_gflops"] = out["gflop"] / best
+    return out
+
+
+def _time(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int | None = None, log=print) -> dict:
+    from aura_jax.bench_train import load_average, physical_cores
+    from aura_jax.hf import read_config
+
+    load_before = load_average()
+    jax_side, host, trainables = jax_programs(config, log=log)
+    torch_side = torch_programs(config, host, trainables, threads=torch_threads or physical_cores())
+    times = {(fw, name): [] for fw in ("jax", "torch") for name in PROGRAMS}
+    for i in range(warmup + steps):  # interleaved: each program in JAX, then in PyTorch, round after round
+        for name in PROGRAMS:
+            for fw, run in (("jax", jax_side[name][0]), ("torch", torch_side[name])):
+                seconds = _time(run)
+                if i >= warmup:
+                    times[(fw, name)].append(seconds)
+    median = {fw: {name: statistics.median(times[(fw, name)]) for name in PROGRAMS} for fw in ("jax", "torch")}
+    flops = {name: jax_side[name][1] for name in PROGRAMS}
+    llm = read_config(config.model.llm)
+    tokens = host["input_ids"].shape[0] * (host["input_ids"].shape[1] - 1 + host["audio_features"].shape[-1]
+                                           // config.audio.patch_frames)
+    return {"programs": median, "flops": flops,
+            "parts": {fw: parts_of(median[fw]) for fw in ("jax", "torch")},
+            "part_flops": parts_of(flops) if all(v is not None for v in flops.values()) else None,
+            "matmul": matmul_rates(tokens, int(llm["hidden_size"]), int(llm["intermediate_size"])),
+            "steps": steps, "warmup": warmup,
+            "load_average": {"before": load_before, "after": load_average()}}
+
+
+def format_parts(r: dict) -> str:
+    pf = r["part_flops"]
+    lines = ["| part | JAX s | PyTorch s | JAX / PyTorch | GFLOP (XLA) | JAX GFLOP/s | PyTorch GFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [(name, r["parts"]["jax"][name], r["parts"]["torch"][name], pf[name] if pf else None) for name in PARTS]
+    rows.append(("whole step", r["programs"]["jax"]["step"], r["programs"]["torch"]["step"], r["flops"]["step"]))
+    for name, j, t, f in rows:
+        rate = lambda s: f"{f / 1e9 / s:.1f}" if f and s > 0 else "—"
+        lines.append(f"| {name} | {j:.4f} | {t:.4f} | {j / t if t > 0 else float('nan'):.2f} | "
+                     f"{f / 1e9 if f else float('nan'):.2f} | {rate(j)} | {rate(t)} |")
+    m = r["matmul"]
+    lines += ["", f"plain matmul {m['shape'][0]}×{m['shape'][1]} @ {m['shape'][1]}×{m['shape'][2]} "
+              f"({m['gflop']:.2f} GFLOP): JAX {m['jax_gflops']:.1f} GFLOP/s, PyTorch {m['torch_gflops']:.1f} GFLOP/s",
+              f"medians of {r['steps']} interleaved rounds after {r['warmup']} warm-up; load average before "
+              f"{r['load_average']['before']}, after {r['load_average']['after']}. A part is the difference of two "
+              f"nested programs, so a small part can come out negative within the noise."]
+    return "\n".join(lines)
