@@ -29,6 +29,7 @@ import numpy as np
 
 PROGRAMS = ("student_forward", "student_forward_backward", "teacher_forward", "loss_forward_backward", "step")
 PARTS = ("student_forward", "student_backward", "teacher_forward", "alignment_distill", "optimizer")
+MIN_RATE_S = 0.05  # parts shorter than this get no FLOP rate: a difference of two timings, mostly noise
 
 
 def parts_of(programs: dict) -> dict:
@@ -197,7 +198,7 @@ def format_parts(r: dict) -> str:
     rows = [(name, r["parts"]["jax"][name], r["parts"]["torch"][name], pf[name] if pf else None) for name in PARTS]
     rows.append(("whole step", r["programs"]["jax"]["step"], r["programs"]["torch"]["step"], r["flops"]["step"]))
     for name, j, t, f in rows:
-        rate = lambda s: f"{f / 1e9 / s:.1f}" if f and s > 0 else "—"
+        rate = lambda s: f"{f / 1e9 / s:.1f}" if f and s > MIN_RATE_S else "—"  # a tiny difference: noise
         lines.append(f"| {name} | {j:.4f} | {t:.4f} | {j / t if t > 0 else float('nan'):.2f} | "
                      f"{f / 1e9 if f else float('nan'):.2f} | {rate(j)} | {rate(t)} |")
     m = r["matmul"]
@@ -205,5 +206,6 @@ def format_parts(r: dict) -> str:
               f"({m['gflop']:.2f} GFLOP): JAX {m['jax_gflops']:.1f} GFLOP/s, PyTorch {m['torch_gflops']:.1f} GFLOP/s",
               f"medians of {r['steps']} interleaved rounds after {r['warmup']} warm-up; load average before "
               f"{r['load_average']['before']}, after {r['load_average']['after']}. A part is the difference of two "
-              f"nested programs, so a small part can come out negative within the noise."]
+              f"nested programs, so a small part can come out negative within the noise (and XLA may overlap the "
+              f"teacher with the student on the cores when both are in one program); below {MIN_RATE_S} s no rate."]
     return "\n".join(lines)
