@@ -26,6 +26,9 @@ Speed features (docs/BENCHMARKS.md, "Speed features"): the `model.remat`, `model
 `model.scan_layers` and `model.truncate_teacher` overrides; `--compilation-cache DIR` (cold vs warm
 compile); `--bucket-sweep L1,L2,..` (padding of the real planner on CommonVoice-like clip lengths
 for these audio buckets vs the paper's [3000], the step time at each bucket, expected epoch time).
+
+`--parts`: where the step's time goes, part by part, in JAX and the PyTorch reference, against a
+plain matmul (`aura_jax/bench_parts.py`).
 """
 
 from __future__ import annotations
