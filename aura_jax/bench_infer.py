@@ -199,9 +199,36 @@ def add_arguments(p) -> None:
     s.add_argument("--piece-seconds", type=float, default=0.1, help="audio arrives in pieces of this length")
     s.add_argument("--jax-run", default=None, metavar="RUN_DIR",
                    help="also time the JAX student of this training run (the run EXPORT was exported from)")
+    g = p.add_argument_group("batched generation (--generation): JAX generate_aura vs transformers generate")
+    g.add_argument("--generation", action="store_true",
+                   help="needs --jax-run; samples/s at each of --batch-sizes (aura_jax/bench_generate.py)")
+    g.add_argument("--batch-sizes", default="1,8,32", help="--generation: batch sizes (default 1,8,32)")
+
+
+def _generation_main(args) -> int:
+    from aura_jax.bench_generate import format_generation_table, run_generation_benchmark
+    from aura_jax.config import ConfigError
+
+    if not args.jax_run:
+        raise ConfigError("--generation compares JAX with transformers: give --jax-run RUN_DIR (the run EXPORT "
+                          "was exported from)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    sizes = [int(x) for x in args.batch_sizes.split(",") if x]
+    r = run_generation_benchmark(args.exported, args.jax_run, batch_sizes=sizes, max_new_tokens=args.max_new_tokens,
+                                 n=args.n)
+    print(format_generation_table(r))
+    path = Path(args.json or "runs/bench_infer/generation.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r, indent=2))
+    print(f"wrote {path}")
+    return 0
 
 
 def main(args) -> int:
+    if getattr(args, "generation", False):
+        return _generation_main(args)
     if getattr(args, "stream", False):
         from aura_jax import bench_stream
 

@@ -72,7 +72,8 @@ def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, 
     model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
     b, t, _ = embeds.shape
     cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)
-    out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional)
+    out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional,
+                logits_to_keep=1)
     return _decode_loop(model, out.logits[:, -1], out.cache, eos_ids, pad_id, rng, max_new_tokens=max_new_tokens,
                         temperature=temperature, top_p=top_p)
 
@@ -125,7 +126,7 @@ def _bucketed(ids: list[int], bucket: int, pad_id: int) -> tuple[jax.Array, jax.
 def _stream_text(graphdef, state, ids, mask, cache, *, keep_logits: bool):
     """Prefill text ids [1, t] into the cache → (cache, logits [1, t, vocab] or None, last logits [1, vocab])."""
     llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
-    out = llm(ids, attention_mask=mask, cache=cache)
+    out = llm(ids, attention_mask=mask, cache=cache, logits_to_keep=None if keep_logits else 1)
     return out.cache, out.logits if keep_logits else None, out.logits[:, -1]
 
 

@@ -69,3 +69,4 @@ def test_bench_infer_stream_tiny_with_cascade(tiny_run_dir, tiny_qwen2_dir, tiny
     printed = capsys.readouterr().out
     assert "longer than the model's 30 s window" in printed
     assert "| AuRA streaming |" in printed and "| Cascade |" in printed and "after the end of speech" in printed
+

@@ -268,7 +268,10 @@ class Qwen2ForCausalLM(nnx.Module):
 
     def __call__(self, input_ids=None, *, inputs_embeds=None, attention_mask=None, positions=None,
                  output_hidden_states: bool = False, cache: KVCache | None = None,
-                 bidirectional_mask=None) -> CausalLMOutput:
+                 bidirectional_mask=None, logits_to_keep: int | None = None) -> CausalLMOutput:
+        """`logits_to_keep`: logits of only the last k positions ([batch, k, vocab]); generation's
+        prefill needs the last one, and the LM head over every prompt position is most of a small
+        model's prefill (transformers' `generate` does the same)."""
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
         x = constrain(x, RESIDUAL)
         b, t, _ = x.shape
@@ -306,6 +309,8 @@ class Qwen2ForCausalLM(nnx.Module):
         x = self.norm(x)
         if hidden is not None:
             hidden[-1] = x
+        if logits_to_keep is not None:
+            x = x[:, -logits_to_keep:]
         logits = constrain(self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x),
                            ("batch", None, "vocab"))
         new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), key_mask, start + t)

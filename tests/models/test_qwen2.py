@@ -116,3 +116,13 @@ def test_kv_cache_prefill_then_decode_equals_full_forward(tiny_qwen2_dir):
     real = mask.astype(bool)
     assert int(cache.index) == 9
     assert np.abs(incremental[real] - full[real]).max() <= 1e-5
+
+
+def test_logits_to_keep_gives_the_last_positions_logits(tiny_qwen2_dir):
+    model = from_pretrained(tiny_qwen2_dir)
+    ids = jnp.asarray(np.random.default_rng(5).integers(10, 500, (2, 9)))
+    full = np.asarray(model(ids).logits)
+    for k in (1, 3):
+        kept = np.asarray(model(ids, logits_to_keep=k).logits)
+        assert kept.shape == (2, k, full.shape[-1])
+        np.testing.assert_allclose(kept, full[:, -k:], atol=1e-6, rtol=0)
