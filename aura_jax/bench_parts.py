@@ -55,19 +55,10 @@ def jax_programs(config, *, log=print):
     import jax.numpy as jnp
     from flax import nnx
 
-    from aura_jax import sharding as shd
-    from aura_jax.bench_train import synthetic_batch, trainable_arrays
-    from aura_jax.build import ensure_random_checkpoints, placeholder_token_id
-    from aura_jax.hf import read_config
+    from aura_jax.bench_train import jax_setup, trainable_arrays
     from aura_jax.loss import aura_loss, cross_entropy
-    from aura_jax.train import Trainer
 
-    ensure_random_checkpoints(config)
-    trainer = Trainer(config, log=log)
-    vocab = int(read_config(config.model.llm)["vocab_size"])
-    pid = placeholder_token_id(config.model.llm, config.prompt.audio_token, vocab)
-    host = synthetic_batch(config, vocab_size=vocab, placeholder_id=pid)
-    batch = shd.global_batch({k: v for k, v in host.items() if k != "example_index"}, trainer.mesh, trainer.rules)
+    trainer, host, batch, _ = jax_setup(config, log=log)
     # a copy: the step donates (and so deletes) the state's buffers
     graphdef, params, frozen = trainer.graphdef, jax.tree.map(jnp.copy, trainer.state.params), trainer.frozen
 

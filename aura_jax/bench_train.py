@@ -238,10 +238,9 @@ def cost_analysis_flops(compiled) -> float | None:
     return float(cost["flops"])
 
 
-def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = None,
-                keep_initial_trainables: bool = False, log=print):
-    """Build `Trainer` and its batch, compile the step; returns (step, finish): `step()` runs one step to
-    completion and returns its metrics, `finish(times, first_metrics)` the result dict of `bench_jax`."""
+def jax_setup(config, *, data: str = "synthetic", text_tokens: int | None = None, log=print):
+    """`Trainer` and one batch of the configured shapes: (trainer, host batch (numpy), device batch,
+    placeholder id or None). `bench-train` and `bench-train --parts` both start here."""
     import jax
 
     from aura_jax import sharding as shd
@@ -266,9 +265,18 @@ def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = No
         b = config.batch_size // jax.process_count()
         local = {k: v[jax.process_index() * b:(jax.process_index() + 1) * b] for k, v in full.items()}
     host_batch = {k: np.asarray(v) for k, v in local.items()}
-    initial = trainable_arrays(trainer.state.params) if keep_initial_trainables else None
-
     batch = shd.global_batch({k: v for k, v in local.items() if k != "example_index"}, trainer.mesh, trainer.rules)
+    return trainer, host_batch, batch, pid
+
+
+def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = None,
+                keep_initial_trainables: bool = False, log=print):
+    """Build `Trainer` and its batch, compile the step; returns (step, finish): `step()` runs one step to
+    completion and returns its metrics, `finish(times, first_metrics)` the result dict of `bench_jax`."""
+    import jax
+
+    trainer, host_batch, batch, pid = jax_setup(config, data=data, text_tokens=text_tokens, log=log)
+    initial = trainable_arrays(trainer.state.params) if keep_initial_trainables else None
     start = time.perf_counter()
     compiled = trainer.compiled_step(batch)
     compile_s = time.perf_counter() - start

@@ -156,9 +156,9 @@ class AuraSpeechLM:
                 audio = audio.detach().cpu().numpy()
             wave = np.asarray(audio, np.float32)
             sampling_rate = sampling_rate or a["sampling_rate"]
-        frames = padded_frames(num_valid_frames(len(to_mono_16k(wave, sampling_rate, a["sampling_rate"]))),
-                               a.get("buckets") or [a["num_frames"]])
-        return log_mel_spectrogram(wave, sampling_rate, a["n_mels"])[:, :frames]
+        wave = to_mono_16k(wave, sampling_rate, a["sampling_rate"])  # once: the length picks the bucket
+        frames = padded_frames(num_valid_frames(len(wave)), a.get("buckets") or [a["num_frames"]])
+        return log_mel_spectrogram(wave, a["sampling_rate"], a["n_mels"])[:, :frames]
 
     def render(self, prompt: str, with_audio: bool = True) -> str:
         """The chat template (system prompt, user turn "{audio_token} {prompt}", generation prompt)."""
