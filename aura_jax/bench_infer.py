@@ -226,7 +226,28 @@ def _generation_main(args) -> int:
     return 0
 
 
+def _check_arguments(args) -> None:
+    """Cheap checks before any model loads: one line naming the bad argument."""
+    from aura_jax.config import ConfigError
+    from aura_jax.infer import check_exported
+
+    check_exported(args.exported)
+    if getattr(args, "jax_run", None) and not (Path(args.jax_run) / "config.yaml").is_file():
+        raise ConfigError(f"--jax-run {args.jax_run}: not a training run directory (no config.yaml)")
+    for flag, value, kind in (("--clip-seconds", getattr(args, "clip_seconds", ""), float),
+                              ("--batch-sizes", getattr(args, "batch_sizes", ""), int)):
+        try:
+            values = [kind(x) for x in str(value or "").split(",") if x]
+        except ValueError:
+            raise ConfigError(f"{flag} {value}: a comma-separated list of numbers") from None
+        if any(v <= 0 for v in values):
+            raise ConfigError(f"{flag} {value}: every value must be positive")
+    if args.n < 1 or args.warmup < 0 or getattr(args, "chunk_patches", 1) < 1:
+        raise ConfigError(f"--n {args.n} must be >= 1, --warmup {args.warmup} >= 0, --chunk-patches >= 1")
+
+
 def main(args) -> int:
+    _check_arguments(args)
     if getattr(args, "generation", False):
         return _generation_main(args)
     if getattr(args, "stream", False):

@@ -179,6 +179,10 @@ def run_stream_benchmark(exported: str, *, cascade: tuple[str, str] | None = Non
     if skipped:
         log(f"clips of {', '.join(f'{s:g}' for s in skipped)} s are longer than the model's {window_s:g} s "
             f"window: left out")
+    if not lengths:
+        from aura_jax.config import ConfigError
+
+        raise ConfigError(f"--clip-seconds: every clip is longer than the model's {window_s:g} s window")
     casc = CascadeSystem(cascade[0], cascade[1], device, torch_dtype) if cascade else None
     kw = dict(max_new_tokens=max_new_tokens, fixed=fixed_length, device=device)
     systems = {

@@ -17,3 +17,21 @@ def test_bench_infer_tiny_with_cascade(tiny_run_dir, tiny_qwen2_dir, tiny_whispe
         assert r["n"] == 3 and 0 < r["median_s"] <= r["p90_s"] and r["mean_s"] > 0
     table = capsys.readouterr().out
     assert "| AuRA |" in table and "| Cascade |" in table
+
+
+def test_bad_arguments_are_one_line_errors_before_any_model_loads(tiny_run_dir, tmp_path, capsys):
+    cases = [([str(tmp_path)], "not an aura-jax export"),
+             ([str(tiny_run_dir)], "a training run directory"),
+             ([str(tmp_path / "none")], "no such directory")]
+    for argv, message in cases:
+        assert main(["bench-infer", *argv, "--stream"]) == 2
+        assert message in capsys.readouterr().err
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "aura_config.json").write_text("{}")  # passes the cheap check; the flags below fail first
+    for flags, message in ((["--stream", "--clip-seconds", "2,abc"], "--clip-seconds 2,abc: a comma-separated"),
+                           (["--generation", "--batch-sizes", "0,8"], "--batch-sizes 0,8: every value"),
+                           (["--generation", "--jax-run", str(tmp_path)], "not a training run directory"),
+                           (["--n", "0"], "--n 0 must be >= 1")):
+        assert main(["bench-infer", str(exp), *flags]) == 2
+        assert message in capsys.readouterr().err

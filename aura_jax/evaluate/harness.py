@@ -261,13 +261,14 @@ def resolve_target(target: str, overrides=()) -> Target:
             raise ConfigError(f"model.llm={llm or '(not set)'}{where} in {Path(target) / 'config.yaml'}: not a "
                               f"Hugging Face model directory; give the right one after the run: "
                               f"aura-jax eval {target} model.llm=/path/to/qwen2 ...")
-        return Target(str(target), True, llm, config.prompt.asr_instruction, config.audio.num_frames, overrides)
+        heard = min(config.audio.num_frames, max(config.data.audio_buckets))  # as training's longest clip
+        return Target(str(target), True, llm, config.prompt.asr_instruction, heard, overrides)
     aura = json.loads(_aura_config_path(target).read_text())
     if overrides:
         raise ConfigError(f"{target} is an export: config overrides ({' '.join(overrides)}) apply to training run "
                           "directories only (an export's settings are fixed in its aura_config.json)")
     return Target(str(target), False, aura["base_model"], aura["prompt"]["asr_instruction"],
-                  int(aura["audio"]["num_frames"]), [])
+                  int(max(aura["audio"].get("buckets") or [aura["audio"]["num_frames"]])), [])
 
 
 def make_system(target: str, system: str, task: str, *, whisper: str | None, max_new_tokens: int, device: str,

@@ -155,3 +155,11 @@ def test_a_run_trained_on_audio_buckets_hears_each_clip_at_its_bucket(tiny_run_d
         out = generate_aura(system.model, ids, mask, mel, max_new_tokens=3, eos_token_id=[system.tok.eos_token_id],
                             pad_token_id=system.tok.pad_token_id)
         assert answer == _decode(system.tok, np.asarray(out)[0], system.tok.eos_token_id)
+
+
+def test_the_eval_window_is_what_the_model_heard_in_training(tiny_run_dir):
+    from aura_jax.evaluate.harness import resolve_target
+
+    assert resolve_target(str(tiny_run_dir)).window_samples == 3000 * 160
+    # trained on clips of at most 10 s: a longer clip is audio_too_long, not silently cut to 10 s
+    assert resolve_target(str(tiny_run_dir), ["data.audio_buckets=[500,1000]"]).window_samples == 1000 * 160
