@@ -56,14 +56,18 @@ class StreamingLogMel:
     `feed(samples)` returns the frames [n_mels, k] (float32) completed by these samples: frame j
     (centered at sample 160·j) is out once sample 160·j + 199 has arrived. `finish(total_frames)`
     returns the rest, up to `total_frames`, computed as offline does after the speech (zeros,
-    reflect padding at the 30 s end). Samples past the window are counted in `dropped_samples`.
+    reflect padding at the 30 s end). Samples past 30 s are counted in `samples_heard`, never read
+    (`truncated` says whether the window cut the clip).
     """
 
     def __init__(self, n_mels: int = 128, max_frames: int = N_FRAMES):
         if not 0 < max_frames <= N_FRAMES:
             raise StreamError(f"max_frames={max_frames}: must be in 1..{N_FRAMES} (30 s)")
         self.n_mels, self.max_frames = n_mels, max_frames
-        self._samples = np.zeros(0, np.float64)  # kept up to 30 s (offline never reads further)
+        # [200 samples reflected | the first 30 s heard]: written in place, so a feed costs its own
+        # samples and frames, not a copy of everything heard so far
+        self._padded = np.zeros(N_FFT // 2 + N_SAMPLES, np.float64)
+        self._kept = 0  # samples stored (at most 30 s: offline never reads further)
         self.samples_heard, self.frames_out, self.peak = 0, 0, -np.inf
         self.finished = False
 
@@ -93,13 +97,16 @@ class StreamingLogMel:
             raise StreamError("this stream has finished; start a new one")
         x = np.asarray(samples, np.float64).reshape(-1)
         self.samples_heard += x.shape[0]
-        self._samples = np.concatenate([self._samples, x[:max(N_SAMPLES - self._samples.shape[0], 0)]])
-        n, half = self._samples.shape[0], N_FFT // 2
+        half, before = N_FFT // 2, self._kept
+        take = x[:N_SAMPLES - before]
+        self._padded[half + before:half + before + take.shape[0]] = take
+        n = self._kept = before + take.shape[0]
         if n <= half:  # the reflect padding of frame 0 needs samples 1..200
             return np.zeros((self.n_mels, 0), np.float32)
-        padded = np.concatenate([self._samples[half:0:-1], self._samples])  # [200 reflected | heard]
+        if before <= half:  # sample 200 just arrived: reflect samples 1..200 in front of sample 0
+            self._padded[:half] = self._padded[2 * half:half:-1]
         # frame j reads padded[160 j : 160 j + 400]: complete once n + 200 >= 160 j + 400
-        return self._frames(padded, min((n - half) // HOP_LENGTH + 1, self.max_frames))
+        return self._frames(self._padded, min((n - half) // HOP_LENGTH + 1, self.max_frames))
 
     def finish(self, total_frames: int | None = None) -> np.ndarray:
         """The remaining frames up to `total_frames` (default: every frame holding speech,
@@ -110,7 +117,7 @@ class StreamingLogMel:
         if not 0 <= total <= self.max_frames:
             raise StreamError(f"total_frames={total}: must be in 0..{self.max_frames}")
         full = np.zeros(N_SAMPLES, np.float64)
-        full[:self._samples.shape[0]] = self._samples
+        full[:self._kept] = self._padded[N_FFT // 2:N_FFT // 2 + self._kept]
         half = N_FFT // 2
         return self._frames(np.pad(full, (half, half), mode="reflect"), max(total, self.frames_out))
 
