@@ -139,12 +139,32 @@ class DataConfig:
 class OptimConfig:
     learning_rate: float = 1e-4
     warmup_steps: int = 100
+    # After the warm-up: "constant" (the paper) or "cosine" (down to final_lr_ratio × learning_rate at the
+    # run's last step).
+    schedule: str = "constant"
+    final_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
     max_consecutive_skips: int = 50  # non-finite steps in a row before the run stops with an error
+
+
+@dataclasses.dataclass
+class CurveConfig:
+    """Learning curves during training (aura_jax.evaluate.curve): every `every` steps (0: off) the student
+    transcribes the first `limit` usable clips of each named ASR set (as `aura-jax eval --task asr --data`
+    reads them) and its WER goes to run_dir/curve.jsonl. patience > 0: stop once the first set's WER has
+    not improved by `min_delta` points over `patience` evaluations."""
+
+    every: int = 0
+    sets: dict[str, str] = dataclasses.field(default_factory=dict)  # name → ASR set path
+    limit: int = 48
+    batch_size: int = 16
+    max_new_tokens: int = 32
+    patience: int = 0
+    min_delta: float = 1.0
 
 
 @dataclasses.dataclass
@@ -176,6 +196,7 @@ class Config:
     prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    curve: CurveConfig = dataclasses.field(default_factory=CurveConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
     # Logical axis name → mesh axis (or list of mesh axes, or null = replicated).

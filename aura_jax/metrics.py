@@ -29,6 +29,12 @@ class MetricsWriter:
             if key != "step" and isinstance(value, (int, float)):
                 self._tb.add_scalar(f"train/{key}", value, step)
 
+    def scalars(self, step: int, values: dict) -> None:
+        """TensorBoard scalars under their own names (e.g. curve/heldout_wer); not in metrics.jsonl."""
+        if self.enabled:
+            for key, value in values.items():
+                self._tb.add_scalar(key, float(value), step)
+
     def close(self) -> None:
         if not self.enabled:
             return

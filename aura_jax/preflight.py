@@ -22,7 +22,7 @@ RESUME_FREE = ("steps", "epochs", "log_every", "checkpoint_every", "keep_checkpo
                "run_dir", "resume_allow", "checkpoint_fallback", "mesh", "sharding_rules", "distributed",
                "grad_accum_steps", "model.remat", "model.attention", "model.scan_layers",
                "model.truncate_teacher", "data.worker_threads", "data.prefetch_batches", "data.cache_dir",
-               "data.strict")
+               "data.strict", "curve")
 # Allowed only when named in `resume_allow`: the optimisation continues on the same state and data
 # order, but not as the run began (e.g. a lower learning rate for the rest of the run).
 RESUME_ALLOWABLE = ("optim", "loss", "model.param_dtype", "model.compute_dtype")
@@ -45,7 +45,8 @@ def resolve_paths(config: Config) -> Config:
                                   teacher=absolute(config.model.teacher)),
         data=dataclasses.replace(config.data, cache_dir=absolute(config.data.cache_dir),
                                  speech=[source(s) for s in config.data.speech],
-                                 text=[source(s) for s in config.data.text]))
+                                 text=[source(s) for s in config.data.text]),
+        curve=dataclasses.replace(config.curve, sets={k: absolute(v) for k, v in config.curve.sets.items()}))
 
 
 # ---------------------------------------------------------------------------
@@ -141,12 +142,16 @@ def check_resume(saved: dict, new: Config, run_dir: str | Path) -> dict[str, tup
     ConfigError listing each changed key and what to do); returns the accepted changes."""
     changes = config_changes(saved, new)
     allowed = set(new.resume_allow)
+    free, allowable = RESUME_FREE, RESUME_ALLOWABLE
+    if new.optim.schedule == "cosine":  # the run's length shapes its learning-rate curve
+        free = tuple(k for k in RESUME_FREE if k not in ("steps", "epochs"))
+        allowable = RESUME_ALLOWABLE + ("steps", "epochs")
     refused = {k: v for k, v in changes.items()
-               if not _covered(k, RESUME_FREE) and not (_covered(k, RESUME_ALLOWABLE) and _covered(k, allowed))}
+               if not _covered(k, free) and not (_covered(k, allowable) and _covered(k, allowed))}
     if not refused:
         return changes
     listing = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in refused.items()))
-    fixable = [k for k in refused if _covered(k, RESUME_ALLOWABLE)]
+    fixable = [k for k in refused if _covered(k, allowable)]
     hard = [k for k in refused if k not in fixable]
     advice = []
     if hard:

@@ -48,12 +48,23 @@ class TrainState:
     rng: jax.Array
 
 
-def build_optimizer(cfg: OptimConfig):
-    """AdamW, linear warm-up then constant (the paper), global-norm clipping; a non-finite
-    gradient skips the update (optax.apply_if_finite keeps params and moments unchanged)."""
+def build_optimizer(cfg: OptimConfig, total_steps: int | None = None):
+    """AdamW, linear warm-up then constant (the paper) or cosine decay to the last step, global-norm
+    clipping; a non-finite gradient skips the update (optax.apply_if_finite keeps params and moments
+    unchanged)."""
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"optim.schedule={cfg.schedule!r}: use constant or cosine")
+    if cfg.schedule == "cosine":
+        if not total_steps or total_steps <= cfg.warmup_steps:
+            raise ConfigError(f"optim.schedule=cosine needs the run's length (steps={total_steps}) to exceed "
+                              f"optim.warmup_steps={cfg.warmup_steps}")
+        schedule = optax.schedules.warmup_cosine_decay_schedule(
+            0.0, cfg.learning_rate, cfg.warmup_steps, total_steps, end_value=cfg.final_lr_ratio * cfg.learning_rate)
     # (optax's warm-up schedule with 0 warm-up steps stays at 0 forever)
-    schedule = (optax.schedules.warmup_constant_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
-                if cfg.warmup_steps > 0 else optax.constant_schedule(cfg.learning_rate))
+    elif cfg.warmup_steps > 0:
+        schedule = optax.schedules.warmup_constant_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+    else:
+        schedule = optax.constant_schedule(cfg.learning_rate)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
     return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1), schedule
@@ -141,7 +152,8 @@ class Trainer:
         self.graphdef, params, frozen = nnx.split(model, Trainable, ...)
         frozen_shardings = shd.state_shardings(frozen, self.mesh, self.rules)
         param_shardings = shd.state_shardings(params, self.mesh, self.rules)
-        self.tx, self.schedule = build_optimizer(config.optim)
+        total = config.steps if config.steps is not None else getattr(data, "num_steps", None)
+        self.tx, self.schedule = build_optimizer(config.optim, total)
         replicated = NamedSharding(self.mesh, PartitionSpec())
         # Moments shard like their parameters; counters replicate.
         opt_shardings = optax.tree_map_params(self.tx, lambda _, sh: sh, jax.eval_shape(self.tx.init, params),
@@ -165,6 +177,15 @@ class Trainer:
                                        grad_accum_steps=config.grad_accum_steps, micro_constraint=self._micro_constraint)
         self._compiled: dict = {}
         self.data = data
+        self.curve = None
+        if config.curve.every and not abstract:
+            if jax.process_count() > 1:
+                raise ConfigError("curve.every: learning curves run in single-process training only")
+            from aura_jax.evaluate.curve import LearningCurve
+            from aura_jax.tokenizer import ChatTokenizer
+
+            tok = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
+            self.curve = LearningCurve(config, tok, self.log)
         n_train = sum(x.size for x in jax.tree.leaves(params))
         n_frozen = sum(x.size for x in jax.tree.leaves(frozen))
         self.num_params = {"trainable": n_train, "frozen": n_frozen}
@@ -172,6 +193,10 @@ class Trainer:
                  if config.grad_accum_steps > 1 else "")
         self.log(f"mesh {dict(self.mesh.shape)}; {n_train:,} trainable / {n_frozen:,} frozen parameters; "
                  f"teacher layers {model.teacher_layers}{accum}")
+
+    def student(self):
+        """The model as it is now (trainable params of the current state merged with the frozen weights)."""
+        return nnx.merge(self.graphdef, self.state.params, self.frozen)
 
     def _micro_constraint(self, micro_batch: dict) -> dict:
         """A micro-batch's rows stay sharded over the batch axes (as the whole batch's were)."""
@@ -236,6 +261,14 @@ class Trainer:
         stop = _PreemptionFlag()
         summary = {"start_step": start, "steps": total, "preempted": False, "data": getattr(data, "stats", {}),
                    "run_dir": str(run_dir.absolute())}
+        curve = self.curve
+        if curve:
+            curve.resume(start)
+            if curve.plateaued():
+                self.log(f"{run_dir}: stopped on a plateau of the learning curve at step {start} "
+                         f"(curve.patience={cfg.curve.patience}); nothing to do")
+                ckpt.close(), writer.close(), stop.restore()
+                return dict(summary, final_step=start, plateau=True, last={})
         progress = _progress(start, total, enabled=is_main_process())
         step = start
         metrics = {}
@@ -254,8 +287,18 @@ class Trainer:
                 if metrics["consecutive_skips"] > cfg.optim.max_consecutive_skips:
                     raise FloatingPointError(f"{metrics['consecutive_skips']} non-finite steps in a row at step {step}; "
                                              f"the state is intact at the last checkpoint in {run_dir}")
-                if step % cfg.checkpoint_every == 0 or step == total:
+                plateau = False
+                if curve and curve.due(step, total):
+                    record = curve.evaluate(step, self.student())
+                    writer.scalars(step, {f"curve/{k}": v for k, v in record.items() if k.endswith("_wer")})
+                    plateau = curve.plateaued()
+                if step % cfg.checkpoint_every == 0 or step == total or plateau:
                     ckpt.save(step, self.state, iterator, force=True)
+                if plateau:
+                    summary["plateau"] = True
+                    self.log(f"the {curve.first} WER has not improved by {cfg.curve.min_delta} points in "
+                             f"{cfg.curve.patience} evaluations: stopping at step {step} (saved)")
+                    break
                 if stop.requested:
                     ckpt.save(step, self.state, iterator, force=True)
                     summary["preempted"] = True

@@ -26,12 +26,22 @@ def quick_demo(tmp_path_factory):
 def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
     out, stdout = quick_demo
     report = (out / "report" / "results.md").read_text()
+    assert report.splitlines()[2] == "![learning curve](learning_curve.png)"  # the picture first
     for section in ("## ASR on held-out voices", "## Spoken QA on held-out voices",
+                    "## What AuRA does with each spoken question",
                     "## One held-out clip through the exported PyTorch model", "## Wall time", "## Reproduce"):
         assert section in report
-    for row in ("| aura |", "| cascade |", "| AuRA (hears) |", "| cascade (Whisper → LM) |",
-                "| gold transcript (LM reads) |"):
+    for row in ("| aura |", "| cascade |", "| AuRA (hears the question) |", "| cascade (Whisper → LM) |",
+                "| gold transcript (base LM reads the question) |", "| AuRA reads the text question (LM + LoRA) |",
+                "| answers correctly |", "| writes the question down instead of answering |"):
         assert row in report
+    # the learning curve: every curve.every steps, both sets; the plot is drawn from it
+    curve = [json.loads(l) for l in (out / "run" / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [20, 40]
+    assert all(0 <= r["heldout_wer"] and 0 <= r["training_wer"] for r in curve)
+    assert (out / "report" / "learning_curve.png").stat().st_size > 0
+    diagnosis = json.loads((out / "run" / "eval" / "sdqa_diagnosis" / "summary.json").read_text())
+    assert sum(c["n"] for c in diagnosis["all"].values()) == diagnosis["n"] > 0
     # held-out voices are the QA columns; no training voice among them
     corpus = json.loads((out / "corpus" / "corpus.json").read_text())
     header = next(l for l in report.splitlines() if l.startswith("| system | EN_"))
@@ -68,6 +78,24 @@ def test_repro_mini_tabulates_mean_and_std_over_seeds(quick_demo):
                          "--ablations", "CE only", "--steps", "2"]) == 0
     table = (out / "report" / "repro_mini.md").read_text()
     row = next(l for l in table.splitlines() if l.startswith("| CE only |"))
-    assert re.fullmatch(r"\| CE only \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \|", row)
+    number = r"[\d.]+ ± [\d.]+ \[[\d.]+, [\d.]+\]"
+    assert re.fullmatch(rf"\| CE only \| {number} \| {number} \|", row)
     runs = sorted(p.name for p in (out / "repro_mini").iterdir())
     assert runs == ["ce_only_seed0", "ce_only_seed1"]
+    for run in runs:  # each run's curve, at the same steps: what the plot's mean and band are made of
+        steps = [json.loads(l)["step"] for l in (out / "repro_mini" / run / "curve.jsonl").read_text().splitlines()]
+        assert steps == [1, 2]
+    assert (out / "report" / "repro_mini.png").stat().st_size > 0
+    assert "(no pair of the paper's orderings was run)" in table  # one variant: nothing to order
+
+
+def test_the_papers_orderings_are_judged_by_means_and_seed_overlap():
+    from aura_jax.demo import orderings
+
+    scores = {"CE + distill (cos + MSE)": [(40, 0), (42, 0)], "CE only": [(50, 0), (52, 0)],
+              "distill only": [(41, 0), (60, 0)], "cosine only": [(45, 0)], "MSE only": [(44, 0)]}
+    lines = orderings(scores)
+    assert lines[0].startswith("- CE + distill (cos + MSE) better than CE only: **holds**")
+    assert "the seeds do not overlap" in lines[0]
+    assert "**holds**" in lines[1] and "the seeds overlap" in lines[1]  # 41 vs 60 straddles 40..42
+    assert lines[-1].startswith("- cosine only better than MSE only: **does not hold** (45.0 vs 44.0")

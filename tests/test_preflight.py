@@ -128,3 +128,14 @@ def test_an_optimisation_change_needs_resume_allow():
 def test_no_difference_no_changes():
     saved, new = saved_and()
     assert config_changes(saved, new) == {} and check_resume(saved, new, "RUN") == {}
+
+
+def test_with_a_cosine_schedule_a_longer_run_needs_resume_allow_and_curve_settings_are_free():
+    saved = load_config(TINY, ["optim.schedule=cosine"]).to_dict()
+    longer = load_config(TINY, ["optim.schedule=cosine", "steps=20"])
+    with pytest.raises(ConfigError, match=r"steps: 8 → 20.*add resume_allow=\[steps\]"):
+        check_resume(saved, longer, "RUN")  # the cosine would silently stretch mid-run
+    allowed = load_config(TINY, ["optim.schedule=cosine", "steps=20", "resume_allow=[steps]"])
+    assert set(check_resume(saved, allowed, "RUN")) == {"steps", "resume_allow"}
+    curve = load_config(TINY, ["optim.schedule=cosine", "curve.every=5", "curve.patience=2"])
+    assert set(check_resume(saved, curve, "RUN")) == {"curve.every", "curve.patience"}  # evaluation only

@@ -288,3 +288,24 @@ def test_bad_rows_train_to_the_end_and_are_reported(base, tmp_path):
     for reason in ("missing_file=1", "empty_audio=1", "unreadable_audio=1", "empty_text=1"):
         assert reason in report
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+
+
+def test_learning_rate_schedules_warm_up_then_hold_or_follow_a_cosine_to_the_last_step():
+    import math
+
+    from aura_jax.config import ConfigError, OptimConfig
+    from aura_jax.train import build_optimizer
+
+    _, constant = build_optimizer(OptimConfig(learning_rate=2.0, warmup_steps=10))
+    assert [float(constant(s)) for s in (0, 5, 10, 500)] == pytest.approx([0.0, 1.0, 2.0, 2.0])
+    cfg = OptimConfig(learning_rate=2.0, warmup_steps=10, schedule="cosine", final_lr_ratio=0.1)
+    _, cosine = build_optimizer(cfg, total_steps=110)
+    floor = 0.2
+    expected = lambda s: floor + (2.0 - floor) * 0.5 * (1 + math.cos(math.pi * (s - 10) / 100))
+    for step in (0, 5, 10, 35, 60, 100, 110):
+        want = 2.0 * step / 10 if step < 10 else expected(step)
+        assert float(cosine(step)) == pytest.approx(want, rel=1e-5), step
+    with pytest.raises(ConfigError, match="optim.schedule=cosine needs the run's length"):
+        build_optimizer(cfg, total_steps=None)
+    with pytest.raises(ConfigError, match="optim.schedule='linear'"):
+        build_optimizer(OptimConfig(schedule="linear"), total_steps=100)

@@ -44,11 +44,24 @@ def _read_qa(corpus: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
     return train, [(r["question"], r["answers"][0]) for r in table]
 
 
-def qa_conversations(question: str, answer: str, prompt: PromptConfig = PromptConfig()) -> list[list[dict]]:
-    """The chat renderings a QA pair is trained in (AuRA text-QA rows; gold / cascade prompts)."""
+def qa_conversations(question: str, answer: str, prompt: PromptConfig = PromptConfig(),
+                     instructed: bool = False) -> list[list[dict]]:
+    """The chat renderings a QA pair is trained in (AuRA text-QA rows; gold / cascade prompts), and with
+    `instructed` also the spoken-QA prompt with the question's text where the audio would be
+    ("question Give a simple one sentence answer.")."""
     system = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    return [system + [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
-            for q in (question, f"{question}\n{QA_INSTRUCTION}")]
+    asked = (question, f"{question}\n{QA_INSTRUCTION}") + ((f"{question} {QA_INSTRUCTION}",) if instructed else ())
+    return [system + [{"role": "user", "content": q}, {"role": "assistant", "content": answer}] for q in asked]
+
+
+def transcribe_conversations(sentences: list[str], prompt: PromptConfig = PromptConfig()) -> list[list[dict]]:
+    """The ASR prompt with a sentence's text where the audio would be, answered by the sentence:
+    "anna lives in paris Transcribe the speech." → "anna lives in paris". An instruction-tuned LLM
+    (the paper's Qwen2.5-7B-Instruct) repeats text it is asked to transcribe; the tiny LM learns to,
+    so that AuRA's LoRA has to teach it to read audio, not a new task."""
+    system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    return [system + [{"role": "user", "content": f"{s} {prompt.asr_instruction}"},
+                      {"role": "assistant", "content": s}] for s in sentences]
 
 
 def gold_qa(llm_dir, pairs: list[tuple[str, str]], *, batch_size: int = 64, max_new_tokens: int = 8) -> dict:
@@ -90,6 +103,7 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
                 kv_heads: int | None = None, intermediate_size: int | None = None, batch_size: int | None = None,
                 vocab_size: int = 512, max_len: int = 96, learning_rate: float = 3e-3, warmup_steps: int = 50,
                 qa_fraction: float = 0.5, include_test_qa: bool = True, eval_qa: bool = True,
+                instruct_sentences: int = 0,
                 progress: bool = True) -> dict:
     """Train the tiny Qwen2 on `corpus_dir` and save a Hugging Face LLM directory (config.json,
     model.safetensors, tokenizer.json, tokenizer_config.json with the chat template and
@@ -103,8 +117,8 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
     stamp = json.loads((corpus / "corpus.json").read_text())
     params = {"corpus": stamp["params"], "seed": int(seed), **hp, "vocab_size": vocab_size, "max_len": max_len,
               "learning_rate": learning_rate, "warmup_steps": warmup_steps, "qa_fraction": qa_fraction,
-              "include_test_qa": include_test_qa,
-              "eval_qa": eval_qa, "version": 1}
+              "include_test_qa": include_test_qa, "instruct_sentences": instruct_sentences,
+              "eval_qa": eval_qa, "version": 2}
     if (hit := cached(out, params)) is not None:
         return hit
 
@@ -124,7 +138,12 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
     if not include_test_qa:
         lines = [l for l in lines if not any(l.startswith(f"question {q} answer ") for q in test_q)]
         known_qa = train_qa
-    conversations = [c for q, a in known_qa for c in qa_conversations(q, a)]
+    conversations = [c for q, a in known_qa for c in qa_conversations(q, a, instructed=instruct_sentences > 0)]
+    n_conv_qa = len(conversations)
+    if instruct_sentences:  # plain sentences (not the "question ... answer ..." lines), a fixed sample
+        plain = [l for l in lines if not l.startswith("question ")]
+        picked = rng.choice(len(plain), min(instruct_sentences, len(plain)), replace=False)
+        conversations += transcribe_conversations([plain[i] for i in sorted(picked)])
 
     with atomic_dir(out) as tmp:
         train_tokenizer(lines + _plain_renders(conversations), tmp, vocab_size)
@@ -133,8 +152,10 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
         for line in lines:
             ids = tok.encode(line)[: max_len - 1] + [tok.pad_token_id]  # <|endoftext|> ends a document
             examples.append((ids, [1.0] * len(ids)))
-        for conv in conversations:
+        for i, conv in enumerate(conversations):
             ids, mask = tok.conversation_ids(conv)
+            if len(ids) > max_len and i >= n_conv_qa:
+                continue  # a "transcribe this text" sentence too long for max_len: one fewer example
             if len(ids) > max_len:
                 raise ValueError(f"a QA conversation is {len(ids)} tokens, longer than max_len={max_len}")
             examples.append((ids, [3.0 if m else 1.0 for m in mask]))  # answers weigh more
@@ -163,9 +184,13 @@ def pretrain_lm(corpus_dir, out_dir, *, steps: int | None = None, seed: int = 0,
         # Each batch: a `qa_fraction` share of chat QA conversations (the facts the backbone must
         # know, a small part of the text), the rest plain lines; each part in epoch order.
         n_text = len(lines)
+        # With instruct_sentences, a third stream of "transcribe this text" conversations (a quarter of
+        # the QA share, taken from the plain lines' share: the facts keep their share).
         n_qa = min(hp["batch_size"] - 1, max(1, round(qa_fraction * hp["batch_size"]))) if conversations else 0
-        streams = [[np.arange(n_text), rng.permutation(n_text), 0, hp["batch_size"] - n_qa],
-                   [np.arange(n_text, n), rng.permutation(n - n_text), 0, n_qa]]
+        n_ins = max(1, n_qa // 4) if n > n_text + n_conv_qa else 0
+        streams = [[np.arange(n_text), rng.permutation(n_text), 0, hp["batch_size"] - n_qa - n_ins],
+                   [np.arange(n_text, n_text + n_conv_qa), rng.permutation(n_conv_qa), 0, n_qa],
+                   [np.arange(n_text + n_conv_qa, n), rng.permutation(n - n_text - n_conv_qa), 0, n_ins]]
         losses = []
         bar = tqdm(range(total), desc="lm", disable=not progress)
         for step in bar:

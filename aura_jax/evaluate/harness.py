@@ -36,7 +36,9 @@ from aura_jax.evaluate.metrics import asr_scores, qa_scores
 from aura_jax.streaming import padded_frames
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
-TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold")
+# aura: the student hears the question; cascade: Whisper → base LLM; gold: the base LLM reads the text
+# question; text: the student (LoRA active) reads the text question (is text ability kept?)
+TASKS, SYSTEMS = ("sdqa", "heysquad", "asr"), ("aura", "cascade", "gold", "text")
 STREAM_MODES = ("speech", "padded")  # --stream: the audio ends with the speech / padded as offline pads it
 QA_METRICS = ("cfm", "pedants", "contains", "f1", "exact_match")  # table rows: the paper's judges first
 
@@ -125,7 +127,8 @@ class Stream:
 
 
 class JaxSystem:
-    """A training run: the AuRA student (or, for `gold`, its frozen base LLM) decoding in JAX."""
+    """A training run decoding in JAX: the AuRA student hearing (`aura`) or reading the text question
+    (`text`: its LLM with the LoRA adapters), or its frozen base LLM reading it (`gold`)."""
 
     def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int, overrides=(),
                  stream: Stream | None = None):
@@ -141,28 +144,19 @@ class JaxSystem:
 
             self.base = from_pretrained(self.config.model.llm, self.config.model.param_dtype)
 
-    def _left_pad(self, rows: list[list[int]], bucket: int = 16):
-        width = -(-max(map(len, rows)) // bucket) * bucket
-        ids = np.full((len(rows), width), self.tok.pad_token_id, np.int32)
-        mask = np.zeros((len(rows), width), bool)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):], mask[i, width - len(r):] = r, True
-        return ids, mask
-
     def __call__(self, waves, items) -> list[str]:
-        from aura_jax.audio import log_mel_spectrogram
         from aura_jax.export_parity import jax_prompt_ids
-        from aura_jax.generate import generate, generate_aura
+        from aura_jax.generate import generate
 
         kw = dict(max_new_tokens=self.max_new_tokens, eos_token_id=[self.tok.eos_token_id],
                   pad_token_id=self.tok.pad_token_id)
         a = self.config.audio
-        if self.system == "gold":
+        if self.system in ("gold", "text"):
             rows = [self.tok.encode(self.tok.render([{"role": "system", "content": self.config.prompt.system},
                                                      {"role": "user", "content": f"{it.question}\n{self.instruction}"}],
                                                     add_generation_prompt=True)) for it in items]
-            ids, mask = self._left_pad(rows)
-            out = generate(self.base, ids, mask, **kw)
+            ids, mask = left_pad(rows, self.tok.pad_token_id)
+            out = generate(self.base if self.system == "gold" else self.model.llm, ids, mask, **kw)
         elif self.stream:
             from aura_jax.generate import AuraStream
 
@@ -172,21 +166,44 @@ class JaxSystem:
                                    padded=self.stream.padded, **kw), w, a.n_mels, a.num_frames),
                 skip_special_tokens=True).strip() for w in waves]
         else:
-            ids, mask = self._left_pad([jax_prompt_ids(self.tok, self.config, self.instruction)] * len(items))
-            mel = np.stack([log_mel_spectrogram(w, a.sampling_rate, a.n_mels)[:, :a.num_frames] for w in waves])
-            # each clip padded as in training: to the smallest audio bucket holding it. One call per bucket
-            # present, at the full batch shape (rows repeated), so each bucket compiles once.
-            frames = [padded_frames(num_valid_frames(len(w)), self.config.data.audio_buckets) for w in waves]
-            out = np.zeros((len(waves), self.max_new_tokens), np.int32)
-            for L in sorted(set(frames)):
-                rows = [i for i, f in enumerate(frames) if f == L]
-                take = rows + [rows[0]] * (len(waves) - len(rows))
-                out[rows] = np.asarray(generate_aura(self.model, ids, mask, mel[take, :, :L], **kw))[:len(rows)]
+            return aura_answers(self.model, self.tok, self.config, self.instruction, waves, self.max_new_tokens)
         return [_decode(self.tok, row, self.tok.eos_token_id) for row in np.asarray(out)]
 
 
+def left_pad(rows: list[list[int]], pad_id: int, bucket: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Token rows left-padded to a common width, a multiple of `bucket` (few compiled shapes)."""
+    width = -(-max(map(len, rows)) // bucket) * bucket
+    ids = np.full((len(rows), width), pad_id, np.int32)
+    mask = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):], mask[i, width - len(r):] = r, True
+    return ids, mask
+
+
+def aura_answers(model, tok, config, instruction: str, waves, max_new_tokens: int) -> list[str]:
+    """The AuRA student's greedy answers (JAX) to `instruction` about each wave, offline: every clip padded
+    as in training, to the smallest audio bucket holding it. One call per bucket present, at the full
+    batch shape (rows repeated), so each bucket compiles once. (Used by eval and the learning curves.)"""
+    from aura_jax.audio import log_mel_spectrogram
+    from aura_jax.export_parity import jax_prompt_ids
+    from aura_jax.generate import generate_aura
+
+    a = config.audio
+    ids, mask = left_pad([jax_prompt_ids(tok, config, instruction)] * len(waves), tok.pad_token_id)
+    mel = np.stack([log_mel_spectrogram(w, a.sampling_rate, a.n_mels)[:, :a.num_frames] for w in waves])
+    frames = [padded_frames(num_valid_frames(len(w)), config.data.audio_buckets) for w in waves]
+    out = np.zeros((len(waves), max_new_tokens), np.int32)
+    for L in sorted(set(frames)):
+        rows = [i for i, f in enumerate(frames) if f == L]
+        take = rows + [rows[0]] * (len(waves) - len(rows))
+        out[rows] = np.asarray(generate_aura(model, ids, mask, mel[take, :, :L], max_new_tokens=max_new_tokens,
+                                             eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id))[:len(rows)]
+    return [_decode(tok, row, tok.eos_token_id) for row in out]
+
+
 class TorchSystem:
-    """An export directory: AuraSpeechLM in PyTorch (gold: its LLM on the text question)."""
+    """An export directory: AuraSpeechLM in PyTorch (gold / text: its LLM on the text question; a merged
+    export has no separate base LLM, so both mean the adapted LLM there)."""
 
     def __init__(self, exported: str, system: str, instruction: str, max_new_tokens: int, device: str = "cpu",
                  stream: Stream | None = None):
@@ -197,7 +214,7 @@ class TorchSystem:
         self.stream = stream
 
     def __call__(self, waves, items) -> list[str]:
-        if self.system == "gold":
+        if self.system in ("gold", "text"):
             return [self.lm.generate_text(f"{it.question}\n{self.instruction}", self.max_new_tokens).strip()
                     for it in items]
         if self.stream:
@@ -247,6 +264,16 @@ class Target:
         return self.num_frames * HOP_LENGTH
 
 
+def heard_frames(config) -> int:
+    """A run's audio window in mel frames: what training let the model hear (its longest clip)."""
+    return min(config.audio.num_frames, max(config.data.audio_buckets))
+
+
+def resolve_window(config) -> int:
+    """A run's audio window in samples (longer clips are skipped as audio_too_long)."""
+    return heard_frames(config) * HOP_LENGTH
+
+
 def resolve_target(target: str, overrides=()) -> Target:
     """The run's config (with `overrides`, as `aura-jax train` takes them) or the export's; a ConfigError
     (one line) for neither, for overrides on an export, and for a run whose model.llm is not there."""
@@ -261,8 +288,7 @@ def resolve_target(target: str, overrides=()) -> Target:
             raise ConfigError(f"model.llm={llm or '(not set)'}{where} in {Path(target) / 'config.yaml'}: not a "
                               f"Hugging Face model directory; give the right one after the run: "
                               f"aura-jax eval {target} model.llm=/path/to/qwen2 ...")
-        heard = min(config.audio.num_frames, max(config.data.audio_buckets))  # as training's longest clip
-        return Target(str(target), True, llm, config.prompt.asr_instruction, heard, overrides)
+        return Target(str(target), True, llm, config.prompt.asr_instruction, heard_frames(config), overrides)
     aura = json.loads(_aura_config_path(target).read_text())
     if overrides:
         raise ConfigError(f"{target} is an export: config overrides ({' '.join(overrides)}) apply to training run "
@@ -379,8 +405,8 @@ def _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper) -
 
     if task not in TASKS or system not in SYSTEMS:
         raise ConfigError(f"--task must be one of {TASKS} and --system one of {SYSTEMS}")
-    if system == "gold" and task == "asr":
-        raise ConfigError("--system gold needs text questions: use it with --task sdqa or heysquad")
+    if system in ("gold", "text") and task == "asr":
+        raise ConfigError(f"--system {system} needs text questions: use it with --task sdqa or heysquad")
     if system == "cascade" and not whisper:
         raise ConfigError("--system cascade needs --whisper WHISPER_DIR (a Hugging Face Whisper directory)")
     if batch_size < 1:
@@ -609,7 +635,10 @@ def add_arguments(p) -> None:
     p.add_argument("--data", required=True,
                    help="dataset file or directory (local): a CommonVoice release folder (TSVs beside clips/) "
                         "or a .tsv in one, for asr; parquet file(s) or a save_to_disk folder")
-    p.add_argument("--system", default="aura", choices=SYSTEMS)
+    p.add_argument("--system", default="aura", choices=SYSTEMS,
+                   help="aura: the student hears the question (default); cascade: --whisper transcribes, the base "
+                        "LLM answers; gold: the base LLM reads the text question; text: the student (LLM + LoRA) "
+                        "reads the text question (is the LLM's text ability kept?)")
     p.add_argument("--batch-size", type=int, default=8, help="rows per generation call (>= 1; default 8)")
     p.add_argument("--limit", type=int, default=None, help="score at most this many rows (>= 1; default all)")
     p.add_argument("--split", default=None,

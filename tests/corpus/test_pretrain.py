@@ -10,7 +10,7 @@ from aura_jax.corpus.pretrain_lm import gold_qa, pretrain_lm
 from aura_jax.corpus.pretrain_whisper import pretrain_whisper, short_log_mel, to_full_length
 
 LM = dict(steps=40, hidden_size=32, layers=2, heads=2, kv_heads=1, intermediate_size=64, batch_size=16,
-          vocab_size=320, warmup_steps=2, eval_qa=False, progress=False)
+          vocab_size=320, warmup_steps=2, eval_qa=False, progress=False, instruct_sentences=20)
 WHISPER = dict(steps=14, d_model=32, encoder_layers=2, decoder_layers=1, heads=2, batch_size=4,
                full_length_steps=2, vocab_size=320, warmup_steps=2, max_eval=3, progress=False)
 
@@ -88,3 +88,21 @@ def test_short_log_mel_matches_the_full_features(tiny_corpus):
     short = short_log_mel(wave, 128, frames)
     np.testing.assert_allclose(short, full[:, :frames], atol=1e-6)
     np.testing.assert_allclose(to_full_length(short), full, atol=1e-6)
+
+
+def test_the_lm_learns_the_asr_and_spoken_qa_prompts_with_the_text_where_the_audio_goes():
+    """instruct_sentences: the tiny LM sees AuRA's prompts with the spoken words as text in the audio's
+    place (what an instruction-tuned LLM already handles), so AuRA's LoRA only has to teach it to hear."""
+    from aura_jax.config import PromptConfig
+    from aura_jax.corpus.pretrain_lm import QA_INSTRUCTION, qa_conversations, transcribe_conversations
+    from aura_jax.data.sources import asr_messages
+
+    p = PromptConfig()
+    (conv,) = transcribe_conversations(["anna has a cat"], p)
+    want = asr_messages(p, "anna has a cat")  # AuRA's ASR row, its audio token replaced by the words
+    want[-2] = dict(want[-2], content=want[-2]["content"].replace(p.audio_token, "anna has a cat"))
+    assert conv == want
+    spoken = qa_conversations("where does anna live", "paris", p, instructed=True)[-1]
+    # eval's spoken-QA prompt is "{audio_token} {instruction}" (export_parity.jax_prompt_ids)
+    assert spoken[-2]["content"] == f"where does anna live {QA_INSTRUCTION}" and spoken[-1]["content"] == "paris"
+    assert len(qa_conversations("q", "a", p)) == 2  # without: the text-QA and gold renderings only

@@ -135,7 +135,7 @@ def test_a_run_trained_on_audio_buckets_hears_each_clip_at_its_bucket(tiny_run_d
 
     import aura_jax.generate
     from aura_jax.audio import log_mel_spectrogram
-    from aura_jax.evaluate.harness import JaxSystem, _decode
+    from aura_jax.evaluate.harness import JaxSystem, _decode, left_pad
     from aura_jax.export_parity import jax_prompt_ids
     from aura_jax.generate import generate_aura
 
@@ -149,7 +149,7 @@ def test_a_run_trained_on_audio_buckets_hears_each_clip_at_its_bucket(tiny_run_d
     got = system(waves, [None, None])
     monkeypatch.undo()
     assert heard == [(2, 128, 1000), (2, 128, 3000)]  # one call per bucket, at the batch's shape
-    ids, mask = system._left_pad([jax_prompt_ids(system.tok, system.config, "Transcribe the speech.")])
+    ids, mask = left_pad([jax_prompt_ids(system.tok, system.config, "Transcribe the speech.")], system.tok.pad_token_id)
     for wave, frames, answer in zip(waves, (3000, 1000), got):
         mel = log_mel_spectrogram(wave, 16000, 128)[None, :, :frames]
         out = generate_aura(system.model, ids, mask, mel, max_new_tokens=3, eos_token_id=[system.tok.eos_token_id],
