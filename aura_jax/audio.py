@@ -216,6 +216,31 @@ def _log_mel_chunks(chunks: np.ndarray, n_mels: int) -> np.ndarray:
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
+def _log_mel_window(x: np.ndarray, n_mels: int) -> np.ndarray:
+    """`_log_mel_chunks` of one 30 s window holding `x` (16 kHz, then zeros), computing only the frames
+    that hear a sample of `x`. A frame whose 400 samples all lie in the zero padding has power 0, so its
+    value is the clamp floor; for a 5 s clip those are 5/6 of the window, and computing them was most of
+    a training batch's featurisation. Same values (tests/test_audio.py)."""
+    n = min(x.shape[0], N_SAMPLES)
+    half = N_FFT // 2
+    heard = -(-(n + half) // HOP_LENGTH)  # frames j with 160j - 200 < n
+    if n > N_SAMPLES - 2 * N_FFT:  # the window's end padding would reflect speech: the full path
+        return _log_mel_chunks(_pad_or_trim(x)[None], n_mels)[0]
+    chunk = np.zeros(heard * HOP_LENGTH + half, np.float64)  # frames < heard end before its end padding
+    chunk[:n] = x[:n]
+    padded = np.pad(chunk, (half, half), mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[: heard * HOP_LENGTH : HOP_LENGTH]
+    spec = np.fft.rfft(frames * _hann_window(), axis=-1)  # [heard, 201]
+    power = spec.real**2 + spec.imag**2
+    log_spec = np.log10(np.maximum(np.matmul(mel_filters(n_mels), power.T), 1e-10))  # [n_mels, heard]
+    silent = np.log10(np.maximum(0.0, 1e-10))  # a frame of zeros (mel power exactly 0)
+    peak = max(log_spec.max(), silent)
+    out = np.empty((n_mels, N_FRAMES), np.float32)
+    out[:, :heard] = (np.maximum(log_spec, peak - 8.0) + 4.0) / 4.0  # float64 math, stored as float32
+    out[:, heard:] = (max(silent, peak - 8.0) + 4.0) / 4.0
+    return out
+
+
 def num_valid_frames(num_samples_16k: int) -> int:
     """Number of non-padding mel frames for a clip of `num_samples_16k` samples.
 
@@ -240,8 +265,7 @@ def log_mel_with_valid_frames(
 ) -> tuple[np.ndarray, int]:
     """Like `log_mel_spectrogram`, also returning the number of non-padding frames."""
     x = to_mono_16k(waveform, sampling_rate)
-    features = _log_mel_chunks(_pad_or_trim(x)[None], n_mels)[0]
-    return features, num_valid_frames(x.shape[0])
+    return _log_mel_window(x, n_mels), num_valid_frames(x.shape[0])
 
 
 def log_mel_segments(
@@ -259,14 +283,10 @@ def log_mel_segments(
         if max_segments < 1:
             raise ValueError(f"max_segments must be >= 1, got {max_segments}")
         num_segments = min(num_segments, max_segments)
-    chunks = np.zeros((num_segments, N_SAMPLES), dtype=np.float32)
-    valid = np.zeros((num_segments,), dtype=np.int32)
-    for s in range(num_segments):
-        piece = x[s * N_SAMPLES : (s + 1) * N_SAMPLES]
-        chunks[s, : piece.shape[0]] = piece
-        valid[s] = num_valid_frames(piece.shape[0])
-    # Featurize one window at a time to bound memory (~10 MB of frames each).
-    features = np.concatenate([_log_mel_chunks(chunks[s : s + 1], n_mels) for s in range(num_segments)])
+    pieces = [x[s * N_SAMPLES : (s + 1) * N_SAMPLES] for s in range(num_segments)]
+    valid = np.array([num_valid_frames(p.shape[0]) for p in pieces], dtype=np.int32)
+    # One window at a time (bounded memory), each computing only the frames that hear its samples.
+    features = np.stack([_log_mel_window(p.astype(np.float32), n_mels) for p in pieces])
     return features, valid
 
 

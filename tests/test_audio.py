@@ -79,6 +79,18 @@ def test_log_mel_matches_whisper_extractor(seconds, n_mels):
     assert max_diff(ours, reference_features_numpy(x, n_mels)) <= TOL
 
 
+@pytest.mark.parametrize("num_samples", [0, 1, 199, 200, 201, 359, 360, 80_037, 96_000, 464_000,
+                                         audio.N_SAMPLES - 801, audio.N_SAMPLES - 800, audio.N_SAMPLES])
+@pytest.mark.parametrize("scale", [0.1, 1e-6, 0.0])
+def test_only_the_frames_that_hear_the_clip_are_computed_and_the_window_is_unchanged(num_samples, scale):
+    """The 30 s window's frames whose samples are all padding are the clamp floor, not computed; every
+    value equals featurising the whole zero-padded window (bit for bit), silent clips included."""
+    x = (np.random.default_rng(num_samples).standard_normal(num_samples) * scale).astype(np.float32)
+    whole = audio._log_mel_chunks(audio._pad_or_trim(x)[None], 128)[0]
+    np.testing.assert_array_equal(audio._log_mel_window(x, 128), whole)
+    np.testing.assert_array_equal(audio.log_mel_segments(x, 16000, 128)[0][0], whole)
+
+
 def test_mel_filters_match_extractor():
     for n_mels in (80, 128):
         assert max_diff(audio.mel_filters(n_mels).T, extractor(n_mels).mel_filters) <= 1e-12

@@ -163,3 +163,24 @@ def test_the_eval_window_is_what_the_model_heard_in_training(tiny_run_dir):
     assert resolve_target(str(tiny_run_dir)).window_samples == 3000 * 160
     # trained on clips of at most 10 s: a longer clip is audio_too_long, not silently cut to 10 s
     assert resolve_target(str(tiny_run_dir), ["data.audio_buckets=[500,1000]"]).window_samples == 1000 * 160
+
+
+def test_text_system_is_the_lora_adapted_llm_reading_the_question_and_gold_the_base_llm(tiny_run_dir, sdqa_dir,
+                                                                                          tmp_path, monkeypatch):
+    import aura_jax.generate
+    from aura_jax.evaluate.harness import JaxSystem
+
+    used = []
+    real = aura_jax.generate.generate
+    monkeypatch.setattr(aura_jax.generate, "generate", lambda model, *a, **k: used.append(model) or real(model, *a, **k))
+    item = type("Item", (), {"question": "what is the capital of france"})()
+    text = JaxSystem(str(tiny_run_dir), "text", "Give a simple one sentence answer.", 2)
+    gold = JaxSystem(str(tiny_run_dir), "gold", "Give a simple one sentence answer.", 2)
+    text([None], [item]), gold([None], [item])
+    assert used[0] is text.model.llm and used[1] is gold.base  # the student's LLM carries the LoRA adapters
+    monkeypatch.undo()
+    out = tmp_path / "text"
+    assert main(["eval", str(tiny_run_dir), "--task", "sdqa", "--data", str(sdqa_dir), "--system", "text",
+                 "--limit", "4", "--batch-size", "4", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["system"] == "text"
+    assert main(["eval", str(tiny_run_dir), "--task", "asr", "--data", str(sdqa_dir), "--system", "text"]) == 2
