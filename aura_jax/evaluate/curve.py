@@ -115,10 +115,11 @@ def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
 
 
 def plot_wer_curves(groups: dict[str, list[list[tuple[int, float]]]], out_png: str | Path,
-                    lines: dict[str, float] | None = None, title: str = "") -> Path | None:
+                    lines: dict[str, float] | None = None, title: str = "", ymax: float | None = None) -> Path | None:
     """WER (%) against step: one line per group (the mean over its runs, with the runs' min–max band
     when there are several, e.g. seeds) and a dashed horizontal line per `lines` entry (e.g. the teacher).
-    A group is a list of runs; a run is its (step, WER) points (`series`)."""
+    A group is a list of runs; a run is its (step, WER) points (`series`). `ymax` cuts the axis (a
+    group whose last mean is above it says so in its label)."""
     import matplotlib
     import numpy as np
 
@@ -133,8 +134,10 @@ def plot_wer_curves(groups: dict[str, list[list[tuple[int, float]]]], out_png: s
         if not steps:
             continue
         values = np.array([[run[s] for s in steps] for run in runs])
+        off = f", off the chart: {values.mean(0)[-1]:.0f} % at the end" if ymax and values.mean(0)[-1] > ymax else ""
         (line,) = ax.plot(steps, values.mean(0), marker="o", markersize=3,
-                          label=label + (f" (mean of {len(runs)}, band: min–max)" if len(runs) > 1 else ""))
+                          label=label + (f" (mean of {len(runs)}, band: min–max{off})" if len(runs) > 1 else
+                                         (f" ({off[2:]})" if off else "")))
         if len(runs) > 1:
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         drawn = True
@@ -144,7 +147,7 @@ def plot_wer_curves(groups: dict[str, list[list[tuple[int, float]]]], out_png: s
     for i, (label, value) in enumerate((lines or {}).items()):
         ax.axhline(value, linestyle="--" if i == 0 else ":", color="black", linewidth=1, label=label)
     ax.set(xlabel="AuRA training step", ylabel="WER (%)", title=title)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0, top=ymax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
