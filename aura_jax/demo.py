@@ -386,7 +386,8 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
     seconds: dict[str, float] = {}
     for name in ablations or ABLATIONS:
         # the same budget for every run: no plateau stop, so every curve ends at the same step
-        overrides = ABLATIONS[name] + [f"steps={budget}", "curve.patience=0",
+        overrides = ABLATIONS[name] + [f"steps={budget}", "curve.patience=0",  # warm-up within a short budget:
+                                       f"optim.warmup_steps={min(20, budget // 10)}",  # (the cosine needs it)
                                        f"curve.every={max(1, min(st.size.curve_every, budget // 4))}"]
         for seed in seeds:
             slug = "_".join(re.findall(r"[a-z]+", name.lower()))
