@@ -62,20 +62,17 @@ def diagnose(run_dir: str | Path, sdqa_dir: str | Path, predictions: str | Path,
     """Categorize every row of `predictions` (the student's spoken-QA answers); writes out/diagnosis.jsonl
     (a row each: question, answer, what it heard, the LLM's answer to that, category) and out/summary.json
     (counts and % per category, overall and per dialect). Needs the run (JAX) and the SD-QA data."""
-    from aura_jax.checkpoint import restore_student
+    from types import SimpleNamespace
+
     from aura_jax.evaluate.datasets import read_sdqa
-    from aura_jax.evaluate.harness import NO_RANDOM_INIT, QA_INSTRUCTION, aura_answers, left_pad, _decode
-    from aura_jax.generate import generate
-    from aura_jax.models import from_pretrained
-    from aura_jax.tokenizer import ChatTokenizer
+    from aura_jax.evaluate.harness import QA_INSTRUCTION, JaxSystem, aura_answers
 
     out = Path(out)
     if (out / "summary.json").exists():
         return json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in Path(predictions).read_text().splitlines() if line.strip()]
-    config, model, _ = restore_student(str(run_dir), None, [NO_RANDOM_INIT])
-    tok = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
-    base = from_pretrained(config.model.llm, config.model.param_dtype)
+    gold = JaxSystem(str(run_dir), "gold", QA_INSTRUCTION, max_new_tokens)  # the base LLM reads a question
+    config, model, tok = gold.config, gold.model, gold.tok
     items = {(it.id, it.dialect): it for it in read_sdqa(sdqa_dir)}
     waves = [items[(r["id"], r["dialect"])].audio.load() for r in rows]
 
@@ -89,14 +86,8 @@ def diagnose(run_dir: str | Path, sdqa_dir: str | Path, predictions: str | Path,
     heard = batched(lambda w: aura_answers(model, tok, config, config.prompt.asr_instruction, w, max_new_tokens),
                     waves)
 
-    def answer_text(questions):
-        prompts = [tok.encode(tok.render([{"role": "system", "content": config.prompt.system},
-                                          {"role": "user", "content": f"{q}\n{QA_INSTRUCTION}"}],
-                                         add_generation_prompt=True)) for q in questions]
-        ids, mask = left_pad(prompts, tok.pad_token_id)
-        gen = generate(base, ids, mask, max_new_tokens=max_new_tokens, eos_token_id=[tok.eos_token_id],
-                       pad_token_id=tok.pad_token_id)
-        return [_decode(tok, r, tok.eos_token_id) for r in np.asarray(gen)]
+    def answer_text(questions):  # as `eval --system gold` asks them
+        return gold(None, [SimpleNamespace(question=q) for q in questions])
 
     answers_to_heard = batched(answer_text, heard)
     silence = aura_answers(model, tok, config, QA_INSTRUCTION, [np.zeros(16000, np.float32)] * batch_size,
