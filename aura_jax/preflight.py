@@ -66,6 +66,12 @@ def check_inputs(config: Config) -> None:
             if path and not (Path(path) / "config.json").is_file():
                 what = "does not exist" if not Path(path).exists() else "has no config.json"
                 raise ConfigError(f"{key}={path}: {what} (a Hugging Face model directory)")
+    for name, path in config.curve.sets.items():  # learning-curve sets: fail now, not after the scan
+        if not Path(path).exists():
+            raise ConfigError(f"curve.sets.{name}={path}: no such file or directory (an ASR set, as "
+                              f"`aura-jax eval --task asr --data` reads it)")
+    if config.optim.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"optim.schedule={config.optim.schedule!r}: use constant or cosine")
     if not config.data.speech and not config.data.text:
         raise ConfigError("data.speech and data.text are both empty: nothing to train on")
     for kind in ("speech", "text"):

@@ -61,6 +61,8 @@ def test_an_empty_config_says_model_llm_is_not_set(tmp_path, capsys, no_scan):
     ("data.text=[{{type: qa_jsonl, path: {tmp}}}]", "data.text.0.path={tmp}: a qa_jsonl source is a file"),
     ("run_dir={tmp}/cv/validated.tsv/run", "run_dir={tmp}/cv/validated.tsv/run: not writable"),
     ("data.cache_dir={tmp}/cv/validated.tsv", "data.cache_dir={tmp}/cv/validated.tsv: is a file, not a directory"),
+    ("curve.sets={{dev: {tmp}/nope}}", "curve.sets.dev={tmp}/nope: no such file or directory"),
+    ("optim.schedule=linear", "optim.schedule='linear': use constant or cosine"),
 ])
 def test_inputs_and_outputs_are_checked_before_the_scan(override, message, tiny_qwen2_dir, tiny_whisper_dir, cv,
                                                         tmp_path, capsys, no_scan):
