@@ -50,7 +50,9 @@ class ModelConfig:
     # Speed features (docs/BENCHMARKS.md, "Speed features"); the defaults are the plain step.
     truncate_teacher: bool = True  # build the teacher only up to the deepest paired layer (false: all layers run)
     remat: str = "none"  # none | full | dots_saveable | dots_with_no_batch_dims_saveable: per student decoder layer
-    attention: str = "xla"  # xla (explicit einsum softmax) | dot_product (jax.nn.dot_product_attention: cuDNN on GPU)
+    # xla (explicit einsum softmax) | dot_product (jax.nn.dot_product_attention: cuDNN on GPU) |
+    # looped (one example and kv head at a time: XLA:CPU keeps the scores in cache; serial elsewhere)
+    attention: str = "xla"
     scan_layers: bool = False  # frozen decoder layers above K run as one lax.scan (experimental; see BENCHMARKS)
 
 
@@ -378,7 +380,7 @@ def _deep_update(into: dict, new: dict) -> None:
 
 
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
-ATTENTION_IMPLS = ("xla", "dot_product")
+ATTENTION_IMPLS = ("xla", "dot_product", "looped")
 
 
 def validate(config: Config) -> None:

@@ -116,3 +116,37 @@ class LayerNorm(nnx.Module):
         var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
         y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
         return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(dtype)
+
+
+def looped_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, scale: float) -> jax.Array:
+    """Softmax attention computed one (example, key/value head) at a time.
+
+    q [batch, t, heads, d]; k, v [batch, s, kv_heads, d]; bias additive [batch | 1, 1, t, s] or None
+    → [batch, t, heads, d]. Each step holds one [heads/kv_heads, t, s] score tile. The all-heads einsum
+    makes XLA:CPU write and re-read a [batch, heads, t, s] tensor that falls out of cache (216 MB for
+    Whisper's 1500 frames at batch 4); tile by tile the same math ran 2.7× faster there
+    (docs/BENCHMARKS.md, issue 16). On GPU and TPU the loop only serialises: use "xla" or "dot_product".
+    The softmax is normalised after the value product (one pass less over the scores)."""
+    b, t, h, d = q.shape
+    s, kv = k.shape[1], k.shape[2]
+    q = q.reshape(b, t, kv, h // kv, d).transpose(0, 2, 3, 1, 4)  # [b, kv, group, t, d]
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [b, kv, s, d]
+
+    def tile(q, k, v, bias):  # [group, t, d], [s, d], [s, d], [t, s] | None
+        scores = jnp.einsum("gtd,sd->gts", q, k).astype(jnp.float32) * scale
+        if bias is not None:
+            scores = scores + bias
+        weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(-1, keepdims=True)))
+        out = jnp.einsum("gts,sd->gtd", weights.astype(v.dtype), v)
+        return (out / weights.sum(-1, keepdims=True).astype(out.dtype)).astype(v.dtype)
+
+    def example(args):
+        q, k, v, bias = args
+        return jax.lax.map(lambda heads: tile(*heads, bias), (q, k, v))
+
+    if bias is None or bias.shape[0] == 1:
+        shared = None if bias is None else bias[0, 0]
+        out = jax.lax.map(lambda a: example((*a, shared)), (q, k, v))
+    else:
+        out = jax.lax.map(example, (q, k, v, bias[:, 0]))
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)  # [b, kv, group, t, d] -> [b, t, heads, d]

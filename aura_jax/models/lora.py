@@ -41,8 +41,12 @@ class LoRALinear(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = self.base.dtype
-        update = jnp.dot(jnp.dot(x.astype(dtype), self.lora_a[...].astype(dtype)), self.lora_b[...].astype(dtype))
-        return self.base(x) + self.scale * update
+        # The update runs on [tokens, features]: A's and B's gradients then contract one token axis.
+        # Over [batch, seq] XLA:CPU first transposes the [tokens, out] output gradient, which doubled
+        # the adapted layers' backward (docs/BENCHMARKS.md, issue 16).
+        tokens = x.reshape(-1, x.shape[-1]).astype(dtype)
+        update = jnp.dot(jnp.dot(tokens, self.lora_a[...].astype(dtype)), self.lora_b[...].astype(dtype))
+        return self.base(x) + self.scale * update.reshape(*x.shape[:-1], update.shape[-1])
 
     def merged_kernel(self) -> jax.Array:
         """W + (α/r)·A B (our [in, out] layout), computed in float32, cast to W's dtype."""

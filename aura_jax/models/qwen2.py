@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from aura_jax.models.layers import Embed, Linear, RMSNorm, constrain
+from aura_jax.models.layers import Embed, Linear, RMSNorm, constrain, looped_attention
 
 RESIDUAL = ("batch", None, None)  # logical axes of the residual stream [batch, time, hidden]
 
@@ -28,7 +28,7 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-ATTENTION_IMPLS = ("xla", "dot_product")
+ATTENTION_IMPLS = ("xla", "dot_product", "looped")  # looped: `layers.looped_attention` (CPU)
 
 
 def dot_product_attention(q, k, v, bias):
@@ -157,6 +157,9 @@ class Qwen2Attention(nnx.Module):
         if self.attention == "dot_product":
             out = dot_product_attention(q, k, v, bias).reshape(b, t, self.num_heads * self.head_dim)
             return self.o_proj(out), new_kv
+        if self.attention == "looped":
+            out = looped_attention(q, k, v, bias, self.head_dim ** -0.5)
+            return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim)), new_kv
         groups = self.num_heads // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k).astype(jnp.float32) / jnp.sqrt(float(self.head_dim))
@@ -215,7 +218,7 @@ class Qwen2ForCausalLM(nnx.Module):
 
     def set_speed_options(self, *, remat: str = "none", attention: str = "xla", scan_from: int | None = None):
         """remat: a `REMAT_POLICIES` key or "none" (every decoder layer, training forward without cache);
-        attention: "xla" | "dot_product"; scan_from: run layers [scan_from:] (identical, no LoRA) as one
+        attention: one of ATTENTION_IMPLS; scan_from: run layers [scan_from:] (identical, no LoRA) as one
         lax.scan over their stacked weights (None: a Python loop)."""
         if remat != "none" and remat not in REMAT_POLICIES:
             raise ValueError(f"remat={remat!r}: use none or one of {', '.join(REMAT_POLICIES)}")

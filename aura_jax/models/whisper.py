@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from aura_jax.models.layers import Embed, LayerNorm, Linear, constrain, param
-from aura_jax.models.qwen2 import MASK_VALUE, RESIDUAL
+from aura_jax.models.layers import Embed, LayerNorm, Linear, constrain, looped_attention, param
+from aura_jax.models.qwen2 import ATTENTION_IMPLS, MASK_VALUE, RESIDUAL
 
 
 def _check_activation(hf: dict[str, Any]) -> None:
@@ -82,7 +82,7 @@ class WhisperAttention(nnx.Module):
         self.k_proj = Linear(d_model, d_model, use_bias=False, axes=("embed", "heads"), **kw)
         self.v_proj = Linear(d_model, d_model, use_bias=True, axes=("embed", "heads"), **kw)
         self.out_proj = Linear(d_model, d_model, use_bias=True, axes=("heads", "embed"), **kw)
-        self.attention = "xla"  # or "dot_product": jax.nn.dot_product_attention (cuDNN flash on GPU)
+        self.attention = "xla"  # or "dot_product" (cuDNN flash on GPU) or "looped" (CPU): see ATTENTION_IMPLS
 
     def split_heads(self, y: jax.Array) -> jax.Array:
         return y.reshape(*y.shape[:2], self.num_heads, self.head_dim)
@@ -101,6 +101,8 @@ class WhisperAttention(nnx.Module):
             out = jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
                                                scale=self.head_dim ** -0.5)
             return self.out_proj(out.reshape(b, t, d))
+        if self.attention == "looped":
+            return self.out_proj(looped_attention(q, k, v, bias, self.head_dim ** -0.5).reshape(b, t, d))
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * self.head_dim ** -0.5
         if bias is not None:
             scores = scores + bias
@@ -143,9 +145,9 @@ class WhisperEncoder(nnx.Module):
         self.layer_norm = LayerNorm(config.d_model, rngs=rngs, param_dtype=param_dtype) if self.is_complete else None
 
     def set_attention(self, attention: str) -> None:
-        """"xla" (explicit einsum softmax) or "dot_product" (jax.nn.dot_product_attention)."""
-        if attention not in ("xla", "dot_product"):
-            raise ValueError(f"attention={attention!r}: use xla or dot_product")
+        """One of `ATTENTION_IMPLS`: "xla" (einsum softmax), "dot_product", "looped" (CPU)."""
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention={attention!r}: use one of {', '.join(ATTENTION_IMPLS)}")
         for layer in self.layers:
             layer.self_attn.attention = attention
 
@@ -292,9 +294,9 @@ class WhisperDecoder(nnx.Module):
         self.layer_norm = LayerNorm(config.d_model, rngs=rngs, param_dtype=param_dtype)
 
     def set_attention(self, attention: str) -> None:
-        """"xla" (explicit einsum softmax) or "dot_product" (jax.nn.dot_product_attention)."""
-        if attention not in ("xla", "dot_product"):
-            raise ValueError(f"attention={attention!r}: use xla or dot_product")
+        """One of `ATTENTION_IMPLS`: "xla" (einsum softmax), "dot_product", "looped" (CPU)."""
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention={attention!r}: use one of {', '.join(ATTENTION_IMPLS)}")
         for layer in self.layers:
             layer.self_attn.attention = layer.encoder_attn.attention = attention
 

@@ -1,5 +1,5 @@
 """Speed features (docs/BENCHMARKS.md, "Speed features"): rematerialisation, jax.nn.dot_product_attention,
-scan over the frozen upper layers and the untruncated teacher change how the step is computed, never
+looped attention (one example and kv head at a time, for XLA:CPU), scan over the frozen upper layers and the untruncated teacher change how the step is computed, never
 what it computes: same logits, loss and gradients as the plain step."""
 
 import jax
@@ -34,6 +34,7 @@ def reference(make_aura, tiny_batch):
     ("model.remat=full",),
     ("model.remat=dots_saveable",),
     ("model.attention=dot_product",),
+    ("model.attention=looped",),
     ("model.scan_layers=true",),
     ("model.scan_layers=true", "model.remat=dots_with_no_batch_dims_saveable", "model.attention=dot_product"),
 ], ids="+".join)
@@ -56,8 +57,9 @@ def test_untruncated_teacher_gives_the_same_targets(make_aura, tiny_batch, refer
     assert abs(loss - reference[0]) <= 1e-6 * abs(reference[0])
 
 
+@pytest.mark.parametrize("attention", ["dot_product", "looped"])
 @pytest.mark.parametrize("kv_heads,bidirectional", [(2, False), (1, True), (4, True)])
-def test_dot_product_attention_logits_equal_xla(tmp_path, kv_heads, bidirectional):
+def test_attention_logits_equal_xla(tmp_path, kv_heads, bidirectional, attention):
     directory = rc.make_qwen2(tmp_path, with_tokenizer=False, seed=kv_heads, num_hidden_layers=2,
                               num_attention_heads=4, num_key_value_heads=kv_heads)
     rng = np.random.default_rng(0)
@@ -72,13 +74,33 @@ def test_dot_product_attention_logits_equal_xla(tmp_path, kv_heads, bidirectiona
         bidir = jnp.asarray(bidir)
     model = from_pretrained(directory)
     ref = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
-    model.set_speed_options(attention="dot_product")
+    model.set_speed_options(attention=attention)
     out = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
     assert np.abs(np.asarray(out.logits)[mask] - np.asarray(ref.logits)[mask]).max() <= 1e-5
-    model.set_speed_options(attention="dot_product", remat="full", scan_from=1)
+    model.set_speed_options(attention=attention, remat="full", scan_from=1)
     out = model(ids, attention_mask=jnp.asarray(mask), output_hidden_states=True, bidirectional_mask=bidir)
     assert np.abs(np.asarray(out.logits)[mask] - np.asarray(ref.logits)[mask]).max() <= 1e-5
     assert len(out.hidden_states) == len(ref.hidden_states) == 3
+
+
+def test_looped_teacher_and_decoder_attention_equal_xla(tmp_path):
+    """The Whisper encoder (the teacher: self-attention over every frame) and decoder (causal
+    self-attention and cross-attention over the encoder's frames, a different length)."""
+    directory = rc.make_whisper(tmp_path)
+    encoder, decoder = from_pretrained(directory), from_pretrained(directory, part="decoder")
+    rng = np.random.default_rng(1)
+    features = jnp.asarray(rng.standard_normal((2, encoder.config.num_mel_bins, encoder.config.num_input_frames)),
+                           jnp.float32)
+    ref = encoder(features, output_hidden_states=True)
+    encoder.set_attention("looped")
+    out = encoder(features, output_hidden_states=True)
+    for a, b in zip(out.hidden_states, ref.hidden_states, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-5)
+    ids = jnp.asarray(rng.integers(0, decoder.config.vocab_size, (2, 7)))
+    logits = decoder(ids, ref.last_hidden_state).logits
+    decoder.set_attention("looped")
+    np.testing.assert_allclose(np.asarray(decoder(ids, ref.last_hidden_state).logits), np.asarray(logits),
+                               atol=2e-5, rtol=1e-5)
 
 
 def test_bad_speed_options_are_config_errors():
