@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-train", help="training-step time, tokens/s, FLOPs and MFU (optionally vs PyTorch)")
     _lazy(p, "aura_jax.bench_train", "add_arguments", "main")
 
+    p = sub.add_parser("bench-ops", help="the teacher's attention and a LoRA MLP's backward, each way we compute "
+                                         "them, against PyTorch (issue 16)")
+    _lazy(p, "aura_jax.bench_ops", "add_arguments", "main")
+
     p = sub.add_parser("train", help="train AuRA (resumes from run_dir's latest checkpoint)")
     p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. steps=100 mesh.fsdp=-1")
