@@ -78,16 +78,13 @@ def attention_runs(seed: int = 0) -> tuple[dict, float]:
     return runs, max(float(np.abs(o - expected).max()) for o in outs.values())
 
 
-class _LoRALinear3D:
-    """The LoRA update as the package computed it before issue 16: dots over [batch, seq, features]."""
+def _lora_3d(module, x):
+    """`LoRALinear` as the package computed it before issue 16: its update over [batch, seq, features]."""
+    import jax.numpy as jnp
 
-    @staticmethod
-    def call(self, x):
-        import jax.numpy as jnp
-
-        dtype = self.base.dtype
-        update = jnp.dot(jnp.dot(x.astype(dtype), self.lora_a[...].astype(dtype)), self.lora_b[...].astype(dtype))
-        return self.base(x) + self.scale * update
+    dtype = module.base.dtype
+    update = jnp.dot(jnp.dot(x.astype(dtype), module.lora_a[...].astype(dtype)), module.lora_b[...].astype(dtype))
+    return module.base(x) + module.scale * update
 
 
 def lora_mlp_runs(seed: int = 0) -> tuple[dict, float]:
@@ -126,7 +123,7 @@ def lora_mlp_runs(seed: int = 0) -> tuple[dict, float]:
         return (lambda: jax.block_until_ready(fn(params, xj))), lambda: fn(params, xj)
 
     runs, grads = {}, {}
-    for label, call in (("jax 3-D update", _LoRALinear3D.call), ("jax 2-D update (LoRALinear)", LoRALinear.__call__)):
+    for label, call in (("jax 3-D update", _lora_3d), ("jax 2-D update (LoRALinear)", LoRALinear.__call__)):
         runs[label], grads[label] = make(call)
 
     t = {k: (torch.from_numpy(np.asarray(layers[k].base.kernel[...])),
