@@ -203,6 +203,9 @@ def add_arguments(p) -> None:
     g.add_argument("--generation", action="store_true",
                    help="needs --jax-run; samples/s at each of --batch-sizes (aura_jax/bench_generate.py)")
     g.add_argument("--batch-sizes", default="1,8,32", help="--generation: batch sizes (default 1,8,32)")
+    g.add_argument("--floor", action="store_true",
+                   help="--generation: also time prefill + first token, and bound the speed-up by what this "
+                        "machine's best matmul, matrix-vector and memory rates allow")
 
 
 def _generation_main(args) -> int:
@@ -217,7 +220,7 @@ def _generation_main(args) -> int:
     hf_logging.set_verbosity_error()
     sizes = [int(x) for x in args.batch_sizes.split(",") if x]
     r = run_generation_benchmark(args.exported, args.jax_run, batch_sizes=sizes, max_new_tokens=args.max_new_tokens,
-                                 n=args.n)
+                                 n=args.n, floor=args.floor)
     print(format_generation_table(r))
     path = Path(args.json or "runs/bench_infer/generation.json")
     path.parent.mkdir(parents=True, exist_ok=True)

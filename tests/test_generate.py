@@ -7,6 +7,7 @@ from transformers import Qwen2ForCausalLM as TorchQwen2
 
 from aura_jax.generate import generate
 from aura_jax.models import from_pretrained
+from aura_jax.models.lora import merge_lora
 
 
 def left_padded(rng, lengths, vocab=512):
@@ -72,3 +73,54 @@ def test_aura_student_generation_equals_greedy_over_student_logits(make_aura, ti
         seq = np.concatenate([ids, new[:, :step]], axis=1)
         out = model.student(jnp.asarray(seq), jnp.ones(seq.shape, bool), jnp.zeros(seq.shape, bool), feats)
         np.testing.assert_array_equal(np.argmax(np.asarray(out.logits[:, -1]), -1), new[:, step])
+
+
+def with_random_adapters(model, seed=0, size=0.3):
+    """B is zero at initialisation, so a fresh model's adapters do nothing: give them weight."""
+    from aura_jax.models.lora import lora_modules
+
+    rng = np.random.default_rng(seed)
+    for _, _, module in lora_modules(model.llm):
+        module.lora_b.set_value(jnp.asarray(rng.normal(0, size, module.lora_b[...].shape), jnp.float32))
+    return model
+
+
+def test_generation_folds_float32_lora_and_keeps_the_student_s_tokens(make_aura, tiny_batch, monkeypatch):
+    """Generation folds float32 adapters into the kernels (as export does): the same greedy tokens as
+    the unmerged student's own logits, re-run step by step."""
+    import aura_jax.generate as gen
+
+    model = with_random_adapters(make_aura())
+    folds = []
+    monkeypatch.setattr(gen, "merge_lora", lambda llm: folds.append(1) or merge_lora(llm))
+    gen._decode.clear_cache()  # trace again, so the fold is seen (an earlier test compiled this shape)
+    rows = slice(0, 2)
+    prompt_len = int(np.argmax(np.asarray(tiny_batch["loss_mask"][0])))
+    ids = np.asarray(tiny_batch["input_ids"][rows, :prompt_len])
+    mask = np.asarray(tiny_batch["attention_mask"][rows, :prompt_len])
+    feats = tiny_batch["audio_features"][rows]
+    new = np.asarray(gen.generate_aura(model, ids, mask, feats, max_new_tokens=4))
+    assert folds == [1]
+    base = np.asarray(gen.generate_aura(make_aura(), ids, mask, feats, max_new_tokens=4))
+    assert not np.array_equal(new, base)  # the adapters change the answer, so the check below has teeth
+    for step in range(4):
+        seq = np.concatenate([ids, new[:, :step]], axis=1)
+        out = model.student(jnp.asarray(seq), jnp.ones(seq.shape, bool), jnp.zeros(seq.shape, bool), feats)
+        np.testing.assert_array_equal(np.argmax(np.asarray(out.logits[:, -1]), -1), new[:, step])
+
+
+def test_fold_float32_lora_equals_the_unmerged_logits_and_leaves_bfloat16_alone(make_aura):
+    from aura_jax.generate import fold_float32_lora
+    from aura_jax.models.lora import lora_modules
+
+    model = with_random_adapters(make_aura(), seed=1)
+    ids = jnp.asarray(np.random.default_rng(3).integers(10, 500, (2, 9)))
+    before = np.asarray(model.llm(ids).logits)
+    assert fold_float32_lora(model.llm) and not list(lora_modules(model.llm))
+    np.testing.assert_allclose(np.asarray(model.llm(ids).logits), before, atol=1e-5, rtol=1e-5)
+    assert not fold_float32_lora(model.llm)  # nothing left to fold
+
+    half = with_random_adapters(make_aura(), seed=1)
+    _, _, first = next(lora_modules(half.llm))
+    first.base.kernel.set_value(first.base.kernel[...].astype(jnp.bfloat16))
+    assert not fold_float32_lora(half.llm) and len(list(lora_modules(half.llm))) > 1

@@ -118,6 +118,18 @@ class LayerNorm(nnx.Module):
         return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(dtype)
 
 
+def _one_query_attention(q, k, v, bias, scale):
+    """`looped_attention` for a single query position: one einsum over every example and head."""
+    b, _, h, d = q.shape
+    kv = k.shape[2]
+    q = q.reshape(b, kv, h // kv, d)
+    scores = jnp.einsum("bkgd,bskd->bkgs", q, k).astype(jnp.float32) * scale
+    if bias is not None:  # bias [b | 1, 1, 1, s]: the one query row, broadcast over (kv, group)
+        scores = scores + bias[:, :, 0, None, :]
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgs,bskd->bkgd", probs, v).reshape(b, 1, h, d)
+
+
 def looped_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None, scale: float) -> jax.Array:
     """Softmax attention computed one (example, key/value head) at a time.
 
@@ -129,6 +141,8 @@ def looped_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array |
     The softmax is normalised after the value product (one pass less over the scores)."""
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
+    if t == 1:  # a decode step: the scores are one row per head, so looping would only add steps
+        return _one_query_attention(q, k, v, bias, scale)
     q = q.reshape(b, t, kv, h // kv, d).transpose(0, 2, 3, 1, 4)  # [b, kv, group, t, d]
     k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [b, kv, s, d]
 

@@ -110,3 +110,25 @@ def test_bad_speed_options_are_config_errors():
         load_config(None, ["model.remat=sometimes"])
     with pytest.raises(ConfigError, match="model.attention"):
         load_config(None, ["model.attention=flash"])
+
+
+@pytest.mark.parametrize("t", [1, 5])
+@pytest.mark.parametrize("shared_bias", [False, True])
+def test_looped_attention_equals_dot_product_attention(t, shared_bias):
+    """Direct check of `looped_attention`, including one query position (a decode step: one einsum
+    over every example and head instead of the loop), against jax.nn.dot_product_attention, GQA."""
+    from aura_jax.models.layers import looped_attention
+
+    rng = np.random.default_rng(t)
+    b, s, h, kv, d = 3, 9, 6, 2, 8
+    q = jnp.asarray(rng.standard_normal((b, t, h, d)), jnp.float32)
+    k, v = (jnp.asarray(rng.standard_normal((b, s, kv, d)), jnp.float32) for _ in range(2))
+    allowed = rng.random((1 if shared_bias else b, 1, t, s)) < 0.7
+    allowed[..., 0] = True  # every query sees at least one key
+    bias = jnp.where(jnp.asarray(allowed), 0.0, -1e9).astype(jnp.float32)
+    ref = jax.nn.dot_product_attention(q, k, v, bias=jnp.broadcast_to(bias, (b, 1, t, s)), scale=d ** -0.5)
+    np.testing.assert_allclose(np.asarray(looped_attention(q, k, v, bias, d ** -0.5)), np.asarray(ref),
+                               atol=1e-5, rtol=1e-5)
+    unmasked = jax.nn.dot_product_attention(q, k, v, scale=d ** -0.5)
+    np.testing.assert_allclose(np.asarray(looped_attention(q, k, v, None, d ** -0.5)), np.asarray(unmasked),
+                               atol=1e-5, rtol=1e-5)
