@@ -69,10 +69,17 @@ def test_aura_student_generation_equals_greedy_over_student_logits(make_aura, ti
     mask = np.asarray(tiny_batch["attention_mask"][rows, :prompt_len])
     feats = tiny_batch["audio_features"][rows]
     new = np.asarray(generate_aura(model, ids, mask, feats, max_new_tokens=4))
-    for step in range(4):  # manual greedy: re-run the full student on the growing sequence
-        seq = np.concatenate([ids, new[:, :step]], axis=1)
-        out = model.student(jnp.asarray(seq), jnp.ones(seq.shape, bool), jnp.zeros(seq.shape, bool), feats)
-        np.testing.assert_array_equal(np.argmax(np.asarray(out.logits[:, -1]), -1), new[:, step])
+    assert_greedy_over_student_logits(model, ids, feats, new)
+
+
+def assert_greedy_over_student_logits(model, ids, feats, new):
+    """Greedy by hand: the full student (no cache) over the prompt and all new tokens but the last.
+    It is causal, so its logits at the prompt's last position and at new token i - 1 are those a run
+    on the prompt and the first i new tokens ends with: one forward checks every step. (The audio
+    placeholder expands into the audio tokens, so positions count from the end.)"""
+    seq = np.concatenate([ids, new[:, :-1]], axis=1)
+    out = model.student(jnp.asarray(seq), jnp.ones(seq.shape, bool), jnp.zeros(seq.shape, bool), feats)
+    np.testing.assert_array_equal(np.argmax(np.asarray(out.logits[:, -new.shape[1]:]), -1), new)
 
 
 def with_random_adapters(model, seed=0, size=0.3):
@@ -103,10 +110,7 @@ def test_generation_folds_float32_lora_and_keeps_the_student_s_tokens(make_aura,
     assert folds == [1]
     base = np.asarray(gen.generate_aura(make_aura(), ids, mask, feats, max_new_tokens=4))
     assert not np.array_equal(new, base)  # the adapters change the answer, so the check below has teeth
-    for step in range(4):
-        seq = np.concatenate([ids, new[:, :step]], axis=1)
-        out = model.student(jnp.asarray(seq), jnp.ones(seq.shape, bool), jnp.zeros(seq.shape, bool), feats)
-        np.testing.assert_array_equal(np.argmax(np.asarray(out.logits[:, -1]), -1), new[:, step])
+    assert_greedy_over_student_logits(model, ids, feats, new)
 
 
 def test_fold_float32_lora_equals_the_unmerged_logits_and_leaves_bfloat16_alone(make_aura):
