@@ -205,7 +205,7 @@ def add_arguments(p) -> None:
     g.add_argument("--batch-sizes", default="1,8,32", help="--generation: batch sizes (default 1,8,32)")
     g.add_argument("--floor", action="store_true",
                    help="--generation: also time prefill + first token, and bound the speed-up by what this "
-                        "machine's best matmul, matrix-vector and memory rates allow")
+                        "CPU's best matmul, matrix-vector and memory-read rates allow (JAX or PyTorch, float32)")
 
 
 def _generation_main(args) -> int:
