@@ -88,6 +88,7 @@ class Checkpointer:
             with _quiet_orbax():
                 restored = self.manager.restore(step, args=ocp.args.Composite(**args))
         except Exception as e:
+            _drop_late_closed_loop_errors()
             raise CheckpointError(f"{self.directory / str(step)}: does not restore ({_brief(e)})") from None
         return unflatten(template, restored["state"])
 
@@ -159,6 +160,35 @@ def _quiet_orbax():
         sys.unraisablehook, threading.excepthook = hook, thread_hook
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _is_closed_loop_error(value) -> bool:
+    return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+
+def _drop_late_closed_loop_errors() -> None:
+    """After a failed restore, a straggling orbax reader can still call into the asyncio loop that
+    the restore closed, after `_quiet_orbax` has ended: RuntimeError('Event loop is closed'), a bare
+    traceback on the console of a run that resumed fine. From then on drop exactly that error from
+    the interpreter's and threads' hooks; anything else still prints."""
+    if getattr(sys.excepthook, "_aura_drops_closed_loop", False):
+        return
+    process_hook, thread_hook, unraisable_hook = sys.excepthook, threading.excepthook, sys.unraisablehook
+
+    def process(kind, value, tb):
+        if not _is_closed_loop_error(value):
+            process_hook(kind, value, tb)
+
+    def thread(args):
+        if not _is_closed_loop_error(args.exc_value):
+            thread_hook(args)
+
+    def unraisable(args):
+        if not _is_closed_loop_error(args.exc_value):
+            unraisable_hook(args)
+
+    process._aura_drops_closed_loop = True
+    sys.excepthook, threading.excepthook, sys.unraisablehook = process, thread, unraisable
 
 
 def _abstract(x):

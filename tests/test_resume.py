@@ -138,3 +138,27 @@ def test_export_and_eval_restore_check_the_checkpoint_against_the_config(copy):
     with pytest.raises(CheckpointError, match=r"checkpoints/4: does not restore \(.*\); pass --step 2 for the "
                                               r"next older one \(have \[2, 4\]\)"):
         restore_student(copy)
+
+
+def test_after_a_failed_restore_only_the_closed_event_loop_error_is_dropped(monkeypatch, capsys):
+    """A straggling orbax reader can raise RuntimeError('Event loop is closed') after a failed restore
+    returned: that one error is dropped from the hooks, any other still prints."""
+    import sys
+    import threading
+    import traceback
+
+    from aura_jax.checkpoint import _drop_late_closed_loop_errors
+
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: traceback.print_exception(kind, value, tb))
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    _drop_late_closed_loop_errors()
+    _drop_late_closed_loop_errors()  # once is enough: no second wrapper
+    closed, other = RuntimeError("Event loop is closed"), RuntimeError("something else")
+    sys.excepthook(RuntimeError, closed, None)
+    thread = threading.Thread(target=lambda: (_ for _ in ()).throw(closed))
+    thread.start()
+    thread.join()
+    assert "Event loop is closed" not in capsys.readouterr().err
+    sys.excepthook(RuntimeError, other, None)
+    assert "something else" in capsys.readouterr().err
