@@ -245,6 +245,8 @@ def _check_arguments(args) -> None:
             raise ConfigError(f"{flag} {value}: a comma-separated list of numbers") from None
         if any(v <= 0 for v in values):
             raise ConfigError(f"{flag} {value}: every value must be positive")
+    if getattr(args, "floor", False) and not getattr(args, "generation", False):
+        raise ConfigError("--floor bounds the --generation comparison: give it with --generation")
     if args.n < 1 or args.warmup < 0 or getattr(args, "chunk_patches", 1) < 1:
         raise ConfigError(f"--n {args.n} must be >= 1, --warmup {args.warmup} >= 0, --chunk-patches >= 1")
 

@@ -56,16 +56,14 @@ def jax_programs(config, *, log=print):
     from flax import nnx
 
     from aura_jax.bench_train import jax_setup, trainable_arrays
-    from aura_jax.loss import aura_loss, cross_entropy
+    from aura_jax.loss import aura_loss, student_cross_entropy
 
     trainer, host, batch, _ = jax_setup(config, log=log)
     # a copy: the step donates (and so deletes) the state's buffers
     graphdef, params, frozen = trainer.graphdef, jax.tree.map(jnp.copy, trainer.state.params), trainer.frozen
 
     def student_ce(params, frozen, batch):
-        out = nnx.merge(graphdef, params, frozen).student(batch["input_ids"], batch["attention_mask"],
-                                                          batch["loss_mask"], batch["audio_features"])
-        return cross_entropy(out.logits, out.spliced.targets, out.spliced.loss_mask)[0]
+        return student_cross_entropy(nnx.merge(graphdef, params, frozen), batch)[1]
 
     def teacher(params, frozen, batch):
         model = nnx.merge(graphdef, params, frozen)

@@ -380,7 +380,7 @@ def _deep_update(into: dict, new: dict) -> None:
 
 
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
-ATTENTION_IMPLS = ("xla", "dot_product", "looped")
+ATTENTION_IMPLS = ("xla", "dot_product", "looped")  # the model's attention kernels (models/qwen2.py, whisper.py)
 
 
 def validate(config: Config) -> None:

@@ -18,7 +18,8 @@ part of Whisper the step runs), 3000 input frames → 1500 positions, B·G
 sequences (G teacher segments per row).
 
 Student forward (all ℓ layers over all S positions):
-  matmuls     2·B·S·(ℓ·P_layer + d·V)      P_layer = d·H·h_d + 2·d·H_kv·h_d + H·h_d·d + 3·d·I
+  matmuls     2·B·S·ℓ·P_layer + 2·B·(T−1)·d·V   P_layer = d·H·h_d + 2·d·H_kv·h_d + H·h_d·d + 3·d·I
+              (the LM head only where a text token is predicted: T − 1 positions a row)
   attention   ℓ · 4·B·S²·H·h_d             QKᵀ and PV, causal mask applied, full S² computed
   LoRA        2·B·S·Σ_adapted r·(in + out)
   patch embed 2·B·N·(M·P)·d
@@ -103,7 +104,8 @@ def step_flops(s: StepShapes) -> dict[str, float]:
     p_layer = sum(i * o for i, o in dims.values())
     tokens = b * S
 
-    frozen_mm = 2.0 * tokens * (s.layers * p_layer + s.hidden * s.vocab)
+    # the LM head runs only at the T − 1 positions that predict a text token (models/aura.py)
+    frozen_mm = 2.0 * tokens * s.layers * p_layer + 2.0 * b * (s.text_len - 1) * s.hidden * s.vocab
     attention = s.layers * 4.0 * b * S * S * s.heads * s.head_dim
     lora = s.lora_layers * 2.0 * tokens * sum(s.lora_rank * (dims[t][0] + dims[t][1]) for t in s.lora_targets)
     patch = 2.0 * b * n * s.n_mels * s.patch_frames * s.hidden

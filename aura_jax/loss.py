@@ -12,8 +12,14 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array,
                   denominator=None) -> tuple[jax.Array, jax.Array]:
     """Next-token CE: logits at j predict targets at j+1 where loss_mask[j+1]. Returns (mean, count).
     `denominator` replaces this batch's count in the mean (gradient accumulation)."""
-    logits = logits[:, :-1].astype(jnp.float32)
-    targets, mask = targets[:, 1:], loss_mask[:, 1:].astype(jnp.float32)
+    return next_token_cross_entropy(logits[:, :-1], targets[:, 1:], loss_mask[:, 1:], denominator)
+
+
+def next_token_cross_entropy(logits: jax.Array, next_targets: jax.Array, next_mask: jax.Array,
+                             denominator=None) -> tuple[jax.Array, jax.Array]:
+    """CE with the shift already applied: logits[:, j] predict next_targets[:, j] where next_mask."""
+    logits = logits.astype(jnp.float32)
+    targets, mask = next_targets, next_mask.astype(jnp.float32)
     logz = jax.nn.logsumexp(logits, axis=-1)
     picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     count = mask.sum()
@@ -37,6 +43,13 @@ def loss_normalizers(batch: dict, placeholder_id: int, patch_frames: int) -> dic
             "audio_rows": spliced.has_audio.sum().astype(jnp.float32)}
 
 
+def student_cross_entropy(model, batch: dict, denominator=None):
+    """(student output, CE, target count), with logits computed only where the CE needs them."""
+    out = model.student(batch["input_ids"], batch["attention_mask"], batch["loss_mask"], batch["audio_features"],
+                        all_logits=False)
+    return (out, *next_token_cross_entropy(out.logits, out.next_targets, out.next_mask, denominator))
+
+
 def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.Array, dict]:
     """Total loss and its terms for one batch.
 
@@ -49,8 +62,7 @@ def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.
     """
     norm = normalizers or {}
     cfg = model.config.loss
-    out = model.student(batch["input_ids"], batch["attention_mask"], batch["loss_mask"], batch["audio_features"])
-    ce, n_targets = cross_entropy(out.logits, out.spliced.targets, out.spliced.loss_mask, norm.get("target_tokens"))
+    out, ce, n_targets = student_cross_entropy(model, batch, norm.get("target_tokens"))
     metrics = {"ce": ce, "target_tokens": n_targets}
     loss = cfg.ce_weight * ce
     if cfg.distill_weight > 0 and model.teacher is not None:

@@ -32,6 +32,7 @@ def test_bad_arguments_are_one_line_errors_before_any_model_loads(tiny_run_dir, 
     for flags, message in ((["--stream", "--clip-seconds", "2,abc"], "--clip-seconds 2,abc: a comma-separated"),
                            (["--generation", "--batch-sizes", "0,8"], "--batch-sizes 0,8: every value"),
                            (["--generation", "--jax-run", str(tmp_path)], "not a training run directory"),
+                           (["--floor"], "--floor bounds the --generation comparison"),
                            (["--n", "0"], "--n 0 must be >= 1")):
         assert main(["bench-infer", str(exp), *flags]) == 2
         assert message in capsys.readouterr().err

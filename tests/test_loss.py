@@ -7,7 +7,7 @@ import pytest
 import torch
 from flax import nnx
 
-from aura_jax.loss import aura_loss, cross_entropy
+from aura_jax.loss import aura_loss, cross_entropy, student_cross_entropy
 from aura_jax.models.layers import Trainable
 from aura_jax.models.lora import LoRAParam, lora_modules
 
@@ -67,6 +67,38 @@ def test_audio_and_prompt_positions_are_never_ce_targets(make_aura, tiny_batch):
     assert not np.any(np.asarray(sp.loss_mask & sp.audio_mask))
     # Exactly the answer tokens of the original rows remain targets.
     assert int(np.asarray(sp.loss_mask).sum()) == int(np.asarray(tiny_batch["loss_mask"]).sum())
+
+
+def test_ce_from_the_text_predicting_positions_equals_ce_over_every_position(make_aura, tiny_batch):
+    """The loss runs the LM head only at the T − 1 positions before each input token's slot. Every
+    real token after the first is made a target here (the one right after the audio too, which the
+    last audio token predicts), and the CE, its count and its gradient equal those of the full logits."""
+    model = make_aura("loss.distill_weight=0")
+    ids = np.asarray(tiny_batch["input_ids"])
+    everything = np.asarray(tiny_batch["attention_mask"], bool) & (ids != model.placeholder_id)
+    batch = dict(tiny_batch, loss_mask=jnp.asarray(everything))
+    graphdef, trainable, frozen = nnx.split(model, Trainable, ...)
+
+    def full(t):
+        out = nnx.merge(graphdef, t, frozen).student(batch["input_ids"], batch["attention_mask"],
+                                                      batch["loss_mask"], batch["audio_features"])
+        return cross_entropy(out.logits, out.spliced.targets, out.spliced.loss_mask)
+
+    def at_targets(t):
+        out, ce, count = student_cross_entropy(nnx.merge(graphdef, t, frozen), batch)
+        return ce, count, out.logits
+
+    (ce_full, n_full), (ce_kept, n_kept, _) = jax.jit(full)(trainable), jax.jit(at_targets)(trainable)
+    b, t = ids.shape
+    assert jax.eval_shape(at_targets, trainable)[2].shape == (b, t - 1, model.llm.config.vocab_size)
+    after_audio = np.argmax(ids == model.placeholder_id, axis=1) + 1
+    assert everything[np.arange(b), after_audio][np.any(ids == model.placeholder_id, axis=1)].all()
+    assert int(n_kept) == int(n_full) == int(everything[:, 1:].sum())
+    np.testing.assert_allclose(float(ce_kept), float(ce_full), rtol=1e-6)
+    g_full = jax.jit(jax.grad(lambda t: full(t)[0]))(trainable)
+    g_kept = jax.jit(jax.grad(lambda t: at_targets(t)[0]))(trainable)
+    for a, c in zip(jax.tree.leaves(g_kept), jax.tree.leaves(g_full)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-7)
 
 
 def trainable_grads(model, batch):

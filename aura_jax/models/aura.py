@@ -73,6 +73,7 @@ class Spliced:
     audio_mask: jax.Array  # [batch, T + N - 1] bool: inserted audio positions
     targets: jax.Array  # [batch, T + N - 1] token ids (text positions)
     loss_mask: jax.Array  # [batch, T + N - 1] bool: CE target positions (never audio or padding)
+    text_positions: jax.Array  # [batch, T] where each input token landed (the placeholder: the first audio slot)
     audio_start: jax.Array  # [batch] index of the first audio token (T for text-only rows)
     has_audio: jax.Array  # [batch] bool
 
@@ -102,7 +103,9 @@ def splice_audio(text_embeds, input_ids, attention_mask, loss_mask, audio_embeds
     attn = jnp.where(in_audio, True, take(attention_mask.astype(bool), text_index) & text_valid)
     targets = jnp.where(text_valid, take(input_ids, text_index), 0)
     lmask = take(loss_mask.astype(bool), text_index) & text_valid & attn
-    return Spliced(embeds, attn, in_audio, targets, lmask, start[:, 0], has_audio)
+    i = jnp.arange(t)[None, :]
+    text_positions = jnp.where(has_audio[:, None] & (i > start), i + n - 1, i)
+    return Spliced(embeds, attn, in_audio, targets, lmask, text_positions, start[:, 0], has_audio)
 
 
 def audio_positions(hidden: jax.Array, start: jax.Array, n: int) -> jax.Array:
@@ -112,9 +115,25 @@ def audio_positions(hidden: jax.Array, start: jax.Array, n: int) -> jax.Array:
 
 @struct.dataclass
 class StudentOutput:
-    logits: jax.Array  # [batch, T', vocab]
+    logits: jax.Array  # [batch, T', vocab], or [batch, T − 1, vocab] with all_logits=False
     spliced: Spliced
     audio_states: tuple[jax.Array, ...]  # K × [batch, N, hidden]: outputs of adapted layers at audio positions
+    next_targets: jax.Array  # [batch, len(logits)]: the token each logit row predicts (aligned, no shift)
+    next_mask: jax.Array  # [batch, len(logits)] bool: whether that prediction is a CE target
+
+
+def next_token_targets(spliced: Spliced, all_logits: bool):
+    """(positions whose logits the CE needs or None for all, their targets, their CE mask).
+
+    Position j predicts the token at j + 1. Every CE target is a text token, and input token
+    i ≥ 1 sits at text_positions[:, i], so the T − 1 positions before those cover every target;
+    the other T' − T positions (all but one of the audio tokens) predict nothing."""
+    if all_logits:
+        pad = lambda x: jnp.pad(x[:, 1:], ((0, 0), (0, 1)))  # the last position predicts nothing
+        return None, pad(spliced.targets), pad(spliced.loss_mask)
+    targets_at = spliced.text_positions[:, 1:]
+    take = lambda x: jnp.take_along_axis(x, targets_at, axis=1)
+    return targets_at - 1, take(spliced.targets), take(spliced.loss_mask)
 
 
 class AuraModel(nnx.Module):
@@ -154,17 +173,22 @@ class AuraModel(nnx.Module):
         else:
             self.teacher_layers, self.heads = [], nnx.List([])
 
-    def student(self, input_ids, attention_mask, loss_mask, audio_features) -> StudentOutput:
+    def student(self, input_ids, attention_mask, loss_mask, audio_features, *,
+                all_logits: bool = True) -> StudentOutput:
+        """all_logits=False: the LM head runs only at the T − 1 positions that can predict a text
+        token (`next_token_targets`), which is all the CE needs: at 300 audio tokens and 64 text
+        slots that is a sixth of the head's FLOPs and of the [batch, positions, vocab] logits."""
         audio = self.audio_embed(audio_features)
         spliced = splice_audio(self.llm.embed(input_ids), input_ids, attention_mask, loss_mask, audio,
                                self.placeholder_id)
+        keep, next_targets, next_mask = next_token_targets(spliced, all_logits)
         bidir = spliced.audio_mask if self.config.distill.bidirectional_audio else None
         out = self.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
-                       output_hidden_states=True, bidirectional_mask=bidir)
+                       output_hidden_states=True, bidirectional_mask=bidir, logits_to_keep=keep)
         n = audio.shape[1]
         states = tuple(audio_positions(out.hidden_states[l], spliced.audio_start, n)
                        for l in range(1, self.num_student_layers + 1))
-        return StudentOutput(out.logits, spliced, states)
+        return StudentOutput(out.logits, spliced, states, next_targets, next_mask)
 
     def teacher_targets(self, features: jax.Array, valid_frames: jax.Array, n: int) -> list[jax.Array]:
         """Teacher hidden states of the paired layers, regrouped per sample and aligned to n tokens.

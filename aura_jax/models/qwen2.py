@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
+from aura_jax.config import ATTENTION_IMPLS  # looped: `layers.looped_attention` (CPU)
 from aura_jax.models.layers import Embed, Linear, RMSNorm, constrain, looped_attention
 
 RESIDUAL = ("batch", None, None)  # logical axes of the residual stream [batch, time, hidden]
@@ -28,7 +29,6 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-ATTENTION_IMPLS = ("xla", "dot_product", "looped")  # looped: `layers.looped_attention` (CPU)
 
 
 def dot_product_attention(q, k, v, bias):
@@ -271,10 +271,12 @@ class Qwen2ForCausalLM(nnx.Module):
 
     def __call__(self, input_ids=None, *, inputs_embeds=None, attention_mask=None, positions=None,
                  output_hidden_states: bool = False, cache: KVCache | None = None,
-                 bidirectional_mask=None, logits_to_keep: int | None = None) -> CausalLMOutput:
-        """`logits_to_keep`: logits of only the last k positions ([batch, k, vocab]); generation's
-        prefill needs the last one, and the LM head over every prompt position is most of a small
-        model's prefill (transformers' `generate` does the same)."""
+                 bidirectional_mask=None, logits_to_keep: int | jax.Array | None = None) -> CausalLMOutput:
+        """`logits_to_keep`: an int k gives the logits of only the last k positions ([batch, k, vocab]);
+        generation's prefill needs the last one, and the LM head over every prompt position is most
+        of a small model's prefill (transformers' `generate` does the same). An int array
+        [batch, k] gives the logits at those positions of each row: training's CE needs only the
+        positions that predict a text token, not the audio ones."""
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
         x = constrain(x, RESIDUAL)
         b, t, _ = x.shape
@@ -312,8 +314,10 @@ class Qwen2ForCausalLM(nnx.Module):
         x = self.norm(x)
         if hidden is not None:
             hidden[-1] = x
-        if logits_to_keep is not None:
+        if isinstance(logits_to_keep, int):
             x = x[:, -logits_to_keep:]
+        elif logits_to_keep is not None:
+            x = jnp.take_along_axis(x, logits_to_keep[..., None], axis=1)
         logits = constrain(self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x),
                            ("batch", None, "vocab"))
         new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), key_mask, start + t)

@@ -277,8 +277,17 @@ class ReferenceStep(torch.nn.Module):
         embeds, attn, targets, lmask, start, has_audio = self._splice(ids, attention_mask, loss_mask, audio)
         positions = (attn.long().cumsum(1) - 1).clamp(min=0)
         self._captured.clear()
-        logits = self.llm(inputs_embeds=embeds, attention_mask=attn.long(), position_ids=positions).logits.float()
-        logits, tgt, m = logits[:, :-1], targets[:, 1:], lmask[:, 1:].float()
+        # The same work as the JAX loss (models/aura.py, next_token_targets): the LM head only at the
+        # T − 1 positions that predict an input token, not at every audio position.
+        causal_lm = self.llm.base_model.model
+        hidden = causal_lm.model(inputs_embeds=embeds, attention_mask=attn.long(),
+                                 position_ids=positions).last_hidden_state
+        t = ids.shape[1]
+        i = torch.arange(t, device=dev)[None]
+        targets_at = torch.where(has_audio[:, None] & (i > start[:, None]), i + n - 1, i)[:, 1:]
+        before = (targets_at - 1)[..., None].expand(-1, -1, hidden.shape[-1])
+        logits = causal_lm.lm_head(torch.gather(hidden, 1, before)).float()
+        tgt, m = torch.gather(targets, 1, targets_at), torch.gather(lmask, 1, targets_at).float()
         nll = torch.logsumexp(logits, -1) - torch.gather(logits, -1, tgt[..., None])[..., 0]
         ce = (nll * m).sum() / torch.clamp(m.sum(), min=1.0)
         cfg = self.config.loss

@@ -62,6 +62,17 @@ def test_logits_and_hidden_states_match_transformers(name, tmp_path):
         assert np.abs(np.asarray(a)[real] - b.numpy()[real]).max() <= 1e-4
 
 
+def test_logits_to_keep_picks_positions_per_row(tiny_qwen2_dir):
+    """An int keeps the last k positions; an index array [batch, k] keeps those positions of each row."""
+    model = from_pretrained(tiny_qwen2_dir)
+    ids = jnp.asarray(np.random.default_rng(2).integers(0, 512, (2, 7)))
+    full = np.asarray(model(ids).logits)
+    at = np.array([[0, 3, 6], [5, 1, 1]])
+    np.testing.assert_allclose(np.asarray(model(ids, logits_to_keep=jnp.asarray(at)).logits),
+                               np.take_along_axis(full, at[..., None], axis=1), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model(ids, logits_to_keep=2).logits), full[:, -2:], atol=1e-6)
+
+
 def test_padding_does_not_change_real_token_logits(tiny_qwen2_dir):
     """A left-padded row gives the same logits as the same tokens unpadded."""
     model = from_pretrained(tiny_qwen2_dir)
