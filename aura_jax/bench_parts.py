@@ -89,6 +89,7 @@ def jax_programs(config, *, log=print):
         return jax.block_until_ready(metrics)
 
     programs["step"] = (run_step, _flops(step))
+    programs["step_hlo"] = step.as_text()
     return programs, host, trainable_arrays(params)
 
 
@@ -147,6 +148,63 @@ def matmul_rates(m: int, k: int, n: int, *, repeats: int = 5) -> dict:
     return out
 
 
+def einsum_spec(lhs_rank: int, rhs_rank: int, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch) -> str:
+    """The einsum of an XLA dot: output = batch dims (lhs order), lhs free dims, rhs free dims."""
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    lhs = [next(letters) for _ in range(lhs_rank)]
+    rhs = [None] * rhs_rank
+    for l, r in zip((*lhs_batch, *lhs_contracting), (*rhs_batch, *rhs_contracting)):
+        rhs[r] = lhs[l]
+    rhs = [x or next(letters) for x in rhs]
+    shared_rhs = {*rhs_batch, *rhs_contracting}
+    out = ([lhs[d] for d in lhs_batch] + [x for d, x in enumerate(lhs) if d not in {*lhs_batch, *lhs_contracting}]
+           + [x for d, x in enumerate(rhs) if d not in shared_rhs])
+    return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
+
+
+def matmul_floor(hlo_text: str, *, repeats: int = 3) -> dict:
+    """Every matmul of a compiled program (its optimised HLO), timed alone at its shape in XLA and
+    in PyTorch (best of `repeats`, the two interleaved), times how often the program runs it.
+
+    The sum is the least time those kernels need for the program's matmuls with both cores to
+    themselves: no elementwise work, no memory traffic between ops, no two ops sharing the cores.
+    If the XLA sum alone exceeds a target time, no change to our code short of fewer FLOPs or a
+    faster matmul kernel reaches it."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from aura_jax.tools.hlo_stats import dots
+
+    groups: dict[tuple, dict] = {}
+    for d in dots(hlo_text):
+        key = (d["dtype"], d["lhs"], d["rhs"], d["lhs_contracting"], d["rhs_contracting"], d["lhs_batch"],
+               d["rhs_batch"])
+        g = groups.setdefault(key, {"count": 0, "flops": d["flops"]})
+        g["count"] += d["count"]
+    rng = np.random.default_rng(0)
+    total = {"jax_s": 0.0, "torch_s": 0.0, "gflop": 0.0, "executions": 0, "shapes": len(groups)}
+    for (dtype, lhs, rhs, lc, rc, lb, rb), g in groups.items():
+        a, b = rng.standard_normal(lhs, np.float32), rng.standard_normal(rhs, np.float32)
+        ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
+        if dtype != "f32":  # this CPU bench runs float32; other types are timed as float32
+            total["not_f32"] = total.get("not_f32", 0) + 1
+        xla = jax.jit(lambda x, y, dims=((lc, rc), (lb, rb)): jax.lax.dot_general(x, y, dims))
+        spec = einsum_spec(len(lhs), len(rhs), lc, rc, lb, rb)
+        runs = {"jax": lambda: xla(ja, jb).block_until_ready(), "torch": lambda: torch.einsum(spec, ta, tb)}
+        best = {name: float("inf") for name in runs}
+        for i in range(repeats + 1):  # the first round compiles and warms up
+            for name, run in runs.items():
+                seconds = _time(run)
+                if i:
+                    best[name] = min(best[name], seconds)
+        total["jax_s"] += g["count"] * best["jax"]
+        total["torch_s"] += g["count"] * best["torch"]
+        total["gflop"] += g["count"] * g["flops"] / 1e9
+        total["executions"] += g["count"]
+    return total
+
+
 def _time(run) -> float:
     start = time.perf_counter()
     run()
@@ -168,6 +226,7 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
                 if i >= warmup:
                     times[(fw, name)].append(seconds)
     median = {fw: {name: statistics.median(times[(fw, name)]) for name in PROGRAMS} for fw in ("jax", "torch")}
+    floor = matmul_floor(jax_side["step_hlo"])
     flops = {name: jax_side[name][1] for name in PROGRAMS}
     llm = read_config(config.model.llm)
     tokens = host["input_ids"].shape[0] * (host["input_ids"].shape[1] - 1 + host["audio_features"].shape[-1]
@@ -176,7 +235,7 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
             "parts": {fw: parts_of(median[fw]) for fw in ("jax", "torch")},
             "part_flops": parts_of(flops) if all(v is not None for v in flops.values()) else None,
             "matmul": matmul_rates(tokens, int(llm["hidden_size"]), int(llm["intermediate_size"])),
-            "steps": steps, "warmup": warmup,
+            "matmul_floor": floor, "steps": steps, "warmup": warmup,
             "load_average": {"before": load_before, "after": load_average()}}
 
 
@@ -190,9 +249,13 @@ def format_parts(r: dict) -> str:
         rate = lambda s: f"{f / 1e9 / s:.1f}" if f and s > MIN_RATE_S else "—"  # a tiny difference: noise
         lines.append(f"| {name} | {j:.4f} | {t:.4f} | {j / t if t > 0 else float('nan'):.2f} | "
                      f"{f / 1e9 if f else float('nan'):.2f} | {rate(j)} | {rate(t)} |")
-    m = r["matmul"]
+    m, fl = r["matmul"], r["matmul_floor"]
     lines += ["", f"plain matmul {m['shape'][0]}×{m['shape'][1]} @ {m['shape'][1]}×{m['shape'][2]} "
               f"({m['gflop']:.2f} GFLOP): JAX {m['jax_gflops']:.1f} GFLOP/s, PyTorch {m['torch_gflops']:.1f} GFLOP/s",
+              f"the step's {fl['executions']} matmuls ({fl['shapes']} shapes, {fl['gflop']:.1f} GFLOP), each timed "
+              f"alone with the cores to itself: XLA {fl['jax_s']:.3f} s, PyTorch kernels at the same shapes "
+              f"{fl['torch_s']:.3f} s; JAX step / XLA matmuls alone {r['programs']['jax']['step'] / fl['jax_s']:.2f}, "
+              f"PyTorch step / XLA matmuls alone {r['programs']['torch']['step'] / fl['jax_s']:.2f}",
               f"medians of {r['steps']} interleaved rounds after {r['warmup']} warm-up; load average before "
               f"{r['load_average']['before']}, after {r['load_average']['after']}. A part is the difference of two "
               f"nested programs, so a small part can come out negative within the noise (and XLA may overlap the "

@@ -104,24 +104,8 @@ def collectives(hlo_text: str) -> dict[str, dict]:
     (gradient accumulation's scan, a decode loop) counts once per iteration; `static_count` is
     how many distinct collectives of the kind the program text holds."""
     found: dict[str, tuple[str, float, str]] = {}  # channel (or name) -> (kind, bytes, computation)
-    calls: dict[str, list[tuple[str, int]]] = {}
-    comp = entry = None
-    for line in hlo_text.splitlines():
-        h = _HEADER.match(line)
-        if h and "=" not in line.split("{")[0]:
-            comp = h.group(1)
-            if line.startswith("ENTRY"):
-                entry = comp
-            continue
-        m = _INSTR.match(line)
-        if not m or comp is None:
-            continue
-        name, shape, op = m.groups()
-        trip = _TRIP.search(line)
-        for role, callee in _CALLEE.findall(line):
-            calls.setdefault(comp, []).append((callee, int(trip.group(1)) if role == "body" and trip else 1))
-        for group in _CALLEES.findall(line):
-            calls.setdefault(comp, []).extend((c.strip().lstrip("%"), 1) for c in group.split(",") if c.strip())
+    instructions, calls, entry = _instructions(hlo_text)
+    for comp, name, shape, op, line in instructions:
         if op.endswith("-done"):
             continue
         kind = op[:-6] if op.endswith("-start") else op
@@ -148,6 +132,66 @@ def collectives(hlo_text: str) -> dict[str, dict]:
         k["static_count"] += 1
         k["bytes"] += n * nbytes
     return out
+
+
+_DOT = re.compile(r"\bdot\(%?([\w.\-]+),\s*%?([\w.\-]+)\)")
+_DIMS = re.compile(r"\b(lhs_batch_dims|rhs_batch_dims|lhs_contracting_dims|rhs_contracting_dims)=\{([\d,]*)\}")
+
+
+def dots(hlo_text: str) -> list[dict]:
+    """Every dot of an optimised HLO module, fused or not, with how often it runs per call of the
+    program (a while body's trip count, as for `collectives`): [{"dtype", "lhs", "rhs" (shapes),
+    "lhs_contracting", "rhs_contracting", "lhs_batch", "rhs_batch" (dims), "count", "flops" (per
+    run: 2 × output elements × contracted size)}]."""
+    instructions, calls, entry = _instructions(hlo_text)
+    shapes = {(comp, name): shape for comp, name, shape, _, _ in instructions}
+    found = [(comp, line, shape, operands.groups()) for comp, _, shape, op, line in instructions
+             if op == "dot" and (operands := _DOT.search(line))]
+    runs = _executions(calls, entry)
+    out = []
+    for comp, line, shape, (lhs, rhs) in found:
+        dims = {k: tuple(int(d) for d in v.split(",") if d) for k, v in _DIMS.findall(line)}
+        (dtype, out_dims), = _ARRAY.findall(shape)[:1]
+        lhs_shape = _dims(shapes[(comp, lhs)])
+        contracted = math.prod(lhs_shape[d] for d in dims.get("lhs_contracting_dims", ()))
+        out.append({"dtype": dtype, "lhs": lhs_shape, "rhs": _dims(shapes[(comp, rhs)]),
+                    "lhs_contracting": dims.get("lhs_contracting_dims", ()),
+                    "rhs_contracting": dims.get("rhs_contracting_dims", ()),
+                    "lhs_batch": dims.get("lhs_batch_dims", ()), "rhs_batch": dims.get("rhs_batch_dims", ()),
+                    "count": runs.get(comp, 1),
+                    "flops": 2.0 * math.prod(int(d) for d in out_dims.split(",") if d) * contracted})
+    return out
+
+
+def _dims(shape_text: str) -> tuple[int, ...]:
+    (_, dims), = _ARRAY.findall(shape_text)[:1]
+    return tuple(int(d) for d in dims.split(",") if d)
+
+
+def _instructions(hlo_text: str):
+    """([(computation, name, shape, op, line)] of every instruction, the call graph {caller:
+    [(callee, times per call)]} with a while body weighted by its known trip count, the entry)."""
+    instructions, calls, comp, entry = [], {}, None, None
+    for line in hlo_text.splitlines():
+        # A computation's header starts its line (its parameter list may hold "/*index=5*/");
+        # its instructions are indented.
+        h = _HEADER.match(line)
+        if h and not line[:1].isspace():
+            comp = h.group(1)
+            if line.startswith("ENTRY"):
+                entry = comp
+            continue
+        m = _INSTR.match(line)
+        if not m or comp is None:
+            continue
+        name, shape, op = m.groups()
+        instructions.append((comp, name, shape, op, line))
+        trip = _TRIP.search(line)
+        for role, callee in _CALLEE.findall(line):
+            calls.setdefault(comp, []).append((callee, int(trip.group(1)) if role == "body" and trip else 1))
+        for group in _CALLEES.findall(line):
+            calls.setdefault(comp, []).extend((c.strip().lstrip("%"), 1) for c in group.split(",") if c.strip())
+    return instructions, calls, entry
 
 
 def _executions(calls: dict[str, list[tuple[str, int]]], entry: str | None) -> dict[str, int]:

@@ -103,3 +103,34 @@ def test_a_program_the_compiler_refuses_is_reported_as_not_fitting():
     with pytest.raises(ValueError):
         aot.out_of_memory(ValueError("something else"), target, 8, 1.0)
     assert math.isclose(r["model_flops_per_device"], 1e12)
+
+
+def test_dots_counts_every_matmul_as_often_as_its_loops_run():
+    """A matmul inside a 2-step scan inside a 3-step scan runs 6 times; the outer body carries six
+    arrays, so its header holds /*index=5*/ comments (which once hid a computation's start)."""
+    import jax
+    import jax.numpy as jnp
+
+    def program(x, w, q, k, vs):
+        def outer(carry, _):
+            x, vs = carry
+
+            def inner(x, _):
+                return jnp.tanh(x @ w), None
+
+            x, _ = jax.lax.scan(inner, x, None, length=2)
+            return (x, [v * x.sum() for v in vs]), None
+
+        carry, _ = jax.lax.scan(outer, (x, vs), None, length=3)
+        return carry, jnp.einsum("bqd,bkd->bqk", q, k)
+
+    args = (jnp.ones((8, 16)), jnp.ones((16, 16)), jnp.ones((2, 5, 4)), jnp.ones((2, 7, 4)), [jnp.ones(3)] * 6)
+    text = jax.jit(program).lower(*args).compile().as_text()
+    found = hlo_stats.dots(text)
+    by_shape = {(d["lhs"], d["rhs"]): d for d in found}
+    loop = by_shape[((8, 16), (16, 16))]
+    assert loop["count"] == 6 and loop["flops"] == 2 * 8 * 16 * 16
+    attn = by_shape[((2, 5, 4), (2, 7, 4))]
+    assert attn["count"] == 1 and attn["lhs_batch"] == attn["rhs_batch"] == (0,)
+    assert attn["lhs_contracting"] == attn["rhs_contracting"] == (2,) and attn["flops"] == 2 * 2 * 5 * 7 * 4
+    assert sum(d["flops"] * d["count"] for d in found) == 6 * 2 * 8 * 16 * 16 + 2 * 2 * 5 * 7 * 4
