@@ -183,7 +183,7 @@ def matmul_floor(hlo_text: str, *, repeats: int = 3) -> dict:
         g = groups.setdefault(key, {"count": 0, "flops": d["flops"]})
         g["count"] += d["count"]
     rng = np.random.default_rng(0)
-    total = {"jax_s": 0.0, "torch_s": 0.0, "gflop": 0.0, "executions": 0, "shapes": len(groups)}
+    total = {"jax_s": 0.0, "torch_s": 0.0, "gflop": 0.0, "executions": 0, "shapes": len(groups), "by_shape": []}
     for (dtype, lhs, rhs, lc, rc, lb, rb), g in groups.items():
         a, b = rng.standard_normal(lhs, np.float32), rng.standard_normal(rhs, np.float32)
         ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
@@ -202,6 +202,10 @@ def matmul_floor(hlo_text: str, *, repeats: int = 3) -> dict:
         total["torch_s"] += g["count"] * best["torch"]
         total["gflop"] += g["count"] * g["flops"] / 1e9
         total["executions"] += g["count"]
+        total["by_shape"].append({"einsum": spec, "lhs": lhs, "rhs": rhs, "count": g["count"],
+                                  "jax_s": g["count"] * best["jax"], "torch_s": g["count"] * best["torch"],
+                                  "gflop": g["count"] * g["flops"] / 1e9})
+    total["by_shape"].sort(key=lambda x: -x["jax_s"])
     return total
 
 
