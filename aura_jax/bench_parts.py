@@ -50,7 +50,8 @@ def _flops(compiled) -> float | None:
 
 def jax_programs(config, *, log=print):
     """{name: (run(), flops)} for the five JAX programs, compiled, on the bench's synthetic batch;
-    plus the host batch and the initial trainables (for the PyTorch side)."""
+    plus the step's optimised HLO (for `matmul_floor`), the host batch and the initial trainables (for the
+    PyTorch side)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -89,8 +90,7 @@ def jax_programs(config, *, log=print):
         return jax.block_until_ready(metrics)
 
     programs["step"] = (run_step, _flops(step))
-    programs["step_hlo"] = step.as_text()
-    return programs, host, trainable_arrays(params)
+    return programs, step.as_text(), host, trainable_arrays(params)
 
 
 def torch_programs(config, host: dict, trainables: dict, *, threads: int | None = None) -> dict:
@@ -220,7 +220,7 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
     from aura_jax.hf import read_config
 
     load_before = load_average()
-    jax_side, host, trainables = jax_programs(config, log=log)
+    jax_side, step_hlo, host, trainables = jax_programs(config, log=log)
     torch_side = torch_programs(config, host, trainables, threads=torch_threads or physical_cores())
     times = {(fw, name): [] for fw in ("jax", "torch") for name in PROGRAMS}
     for i in range(warmup + steps):  # interleaved: each program in JAX, then in PyTorch, round after round
@@ -230,7 +230,7 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
                 if i >= warmup:
                     times[(fw, name)].append(seconds)
     median = {fw: {name: statistics.median(times[(fw, name)]) for name in PROGRAMS} for fw in ("jax", "torch")}
-    floor = matmul_floor(jax_side["step_hlo"])
+    floor = matmul_floor(step_hlo)
     flops = {name: jax_side[name][1] for name in PROGRAMS}
     llm = read_config(config.model.llm)
     tokens = host["input_ids"].shape[0] * (host["input_ids"].shape[1] - 1 + host["audio_features"].shape[-1]
