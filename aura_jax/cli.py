@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -16,12 +17,12 @@ def _check_parity(args) -> int:
     if args.run or args.exported:
         if not (args.run and args.exported):
             raise _usage("--run and --exported go together")
-        from aura_jax.export_parity import parity_main
+        from aura_jax.torch.export_parity import parity_main
 
         return parity_main(args)
     if not args.hf:
         raise _usage("give --hf DIR, or --run RUN_DIR --exported OUT")
-    from aura_jax.parity import check_parity
+    from aura_jax.tools.parity import check_parity
 
     report = check_parity(args.hf, seed=args.seed)
     for name, diff in report.per_layer:
@@ -33,7 +34,7 @@ def _check_parity(args) -> int:
 
 
 def _smoke(args) -> int:
-    from aura_jax.smoke import run_smoke
+    from aura_jax.tools.smoke import run_smoke
 
     run_smoke(args.workdir, overrides=args.overrides)
     return 0
@@ -41,8 +42,8 @@ def _smoke(args) -> int:
 
 def _train(args) -> int:
     from aura_jax.config import ConfigError, load_config
-    from aura_jax.distributed import enable_compilation_cache, initialize
-    from aura_jax.train import train
+    from aura_jax.training.distributed import enable_compilation_cache, initialize
+    from aura_jax.training.train import train
 
     config = load_config(args.config, args.overrides)
     initialize(config.distributed)
@@ -50,7 +51,7 @@ def _train(args) -> int:
     if cache:
         from pathlib import Path
 
-        from aura_jax.preflight import check_writable
+        from aura_jax.training.preflight import check_writable
 
         try:
             check_writable(Path(cache).expanduser(), "compilation_cache_dir")
@@ -58,7 +59,9 @@ def _train(args) -> int:
             print(f"warning: {e}; compiling without a persistent cache", file=sys.stderr)
             cache = ""
     enable_compilation_cache(cache)
-    summary = train(config)
+    from aura_jax.evaluate.curve import LearningCurve
+
+    summary = train(config, curve=LearningCurve)
     if summary.get("complete"):
         return 0
     run_dir = summary["run_dir"]
@@ -92,6 +95,7 @@ def _lazy(parser, module: str, add_arguments: str, main: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aura-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices  # {name: its parser}, for errors in a subcommand's own words
 
     p = sub.add_parser("check-parity", help="JAX vs PyTorch: a HF checkpoint (--hf), or a run vs its export")
     p.add_argument("--hf", help="Hugging Face Qwen2 or Whisper directory")
@@ -106,12 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_check_parity)
 
-    from aura_jax import bench_infer
     p = sub.add_parser("export", help="merged Hugging Face directory and/or PEFT adapter from a run")
-    _lazy(p, "aura_jax.export", "add_export_arguments", "export_main")
+    _lazy(p, "aura_jax.torch.export", "add_export_arguments", "export_main")
 
     p = sub.add_parser("infer", help="answer one audio clip with an exported model (PyTorch)")
-    _lazy(p, "aura_jax.infer", "add_infer_arguments", "infer_main")
+    _lazy(p, "aura_jax.torch.infer", "add_infer_arguments", "infer_main")
 
     p = sub.add_parser("eval", help="SD-QA / HeySQuAD / ASR tables for a run (JAX) or an export (PyTorch)")
     _lazy(p, "aura_jax.evaluate.harness", "add_arguments", "main")
@@ -132,15 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(p, "aura_jax.tools.aot", "add_arguments", "main")
 
     p = sub.add_parser("bench-infer", help="latency / peak memory of an export (and the cascade), PyTorch")
-    bench_infer.add_arguments(p)
-    p.set_defaults(func=bench_infer.main)
+    _lazy(p, "aura_jax.bench.infer", "add_arguments", "main")
 
     p = sub.add_parser("bench-train", help="training-step time, tokens/s, FLOPs and MFU (optionally vs PyTorch)")
-    _lazy(p, "aura_jax.bench_train", "add_arguments", "main")
+    _lazy(p, "aura_jax.bench.train", "add_arguments", "main")
 
     p = sub.add_parser("bench-ops", help="the teacher's attention and a LoRA MLP's backward, each way we compute "
                                          "them, against PyTorch (issue 16)")
-    _lazy(p, "aura_jax.bench_ops", "add_arguments", "main")
+    _lazy(p, "aura_jax.bench.ops", "add_arguments", "main")
 
     p = sub.add_parser("train", help="train AuRA (resumes from run_dir's latest checkpoint)")
     p.add_argument("config", help="YAML config, e.g. configs/tiny.yaml")
@@ -160,15 +162,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse `argv`, with `key=value` overrides accepted anywhere on the line, also after options
+    (`aot CONFIG --target X model.llm=DIR`, as MaxText users type them): argparse fills a trailing
+    positional list only once, so the overrides after an option come back unparsed, and join the rest
+    here in the order they were typed. Anything else unparsed is an error, as before."""
+    args, extra = parser.parse_known_args(argv)
+    late = [a for a in extra if OVERRIDE.match(a)]
+    unknown = [a for a in extra if not OVERRIDE.match(a)]
+    command = parser.commands[args.command]
+    if unknown or (late and not hasattr(args, "overrides")):
+        command.error(f"unrecognized arguments: {' '.join(unknown or late)}")
+    if late:
+        args.overrides = list(args.overrides) + late
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from aura_jax.audio import AudioError
     from aura_jax.config import ConfigError
     from aura_jax.data.sources import DataError
     from aura_jax.hf import CheckpointError
-    from aura_jax.streaming import StreamError
+    from aura_jax.inference.streaming import StreamError
     from aura_jax.tokenizer import TokenizerError
 
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     try:
         return args.func(args)
     except (ConfigError, CheckpointError, TokenizerError, DataError, AudioError, StreamError) as e:

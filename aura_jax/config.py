@@ -219,7 +219,7 @@ class Config:
     checkpoint_fallback: bool = True
     # Keys a resume may change on purpose although they change the optimisation (optim.*, loss.*,
     # the dtypes), e.g. resume_allow=[optim.learning_rate]. Keys that shape the state or the data
-    # order can never change within a run (aura_jax.preflight).
+    # order can never change within a run (aura_jax.training.preflight).
     resume_allow: list[str] = dataclasses.field(default_factory=list)
     log_every: int = 1
     # Persistent XLA compilation cache ("" disables): a rerun or resume skips recompiling.

@@ -106,16 +106,16 @@ class Stages:
             f"{CURVE_SETS[1]}: {self.corpus_dir / 'asr_train'}}}", *overrides])
 
     def train(self, run_dir: Path, seed: int, overrides: list[str] = ()) -> Path:
-        from aura_jax.checkpoint import Checkpointer
-        from aura_jax.evaluate.curve import stopped_on_plateau
-        from aura_jax.train import train
+        from aura_jax.evaluate.curve import LearningCurve, stopped_on_plateau
+        from aura_jax.training.checkpoint import Checkpointer
+        from aura_jax.training.train import train
 
         config = self.config(run_dir, seed, overrides)
         ckpt = Checkpointer(run_dir / "checkpoints", async_save=False)
         done = (ckpt.latest_step() or 0) >= config.steps
         ckpt.close()
         if not done and not stopped_on_plateau(run_dir, config):  # a finished run is not rebuilt; an
-            train(config)  # interrupted one resumes
+            train(config, curve=LearningCurve)  # interrupted one resumes
         return run_dir
 
     def evaluate(self, run_dir: Path, task: str, system: str) -> dict:
@@ -128,7 +128,6 @@ class Stages:
         return run_eval(str(run_dir), task, str(data), system=system, batch_size=8, out=str(out),
                         whisper=str(self.whisper_dir), max_new_tokens=24, progress=True,
                         limit=self.size.eval_limit if task == "sdqa" else None)
-
 
     def diagnose(self, run_dir: Path) -> dict:
         """What the student does with each spoken question (aura_jax.evaluate.diagnose)."""
@@ -174,8 +173,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
 def export_and_listen(st: Stages, run: Path) -> dict:
     """Merged export (float32: the parity check needs it), then one held-out clip through PyTorch."""
     from aura_jax.evaluate.datasets import read_sdqa
-    from aura_jax.export import export
     from aura_jax.torch import AuraSpeechLM
+    from aura_jax.torch.export import export
 
     target = st.out / "export"
     if not (target / "aura_config.json").exists():
@@ -200,7 +199,7 @@ def _qa_row(name: str, summary: dict, metric: str = "contains") -> tuple[list[st
 
 def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool, diagnosis: dict) -> Path:
     from aura_jax.evaluate.curve import plot_wer_curves, read_curve, series
-    from aura_jax.metrics import plot_losses
+    from aura_jax.training.metrics import plot_losses
 
     report = st.out / "report"
     report.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import struct
 from pathlib import Path
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np

@@ -141,3 +141,14 @@ class ChatTokenizer:
             ids += piece
             mask += [target] * n + [False] * (len(piece) - n)
         return ids, mask
+
+
+def audio_prompt_ids(tokenizer, config, prompt: str) -> list[int]:
+    """The JAX side's ids: chat template around "{audio_token} {prompt}" (system prompt, generation
+    prompt), split at the audio token, sides encoded apart, joined with the placeholder id."""
+    token = config.prompt.audio_token
+    text = tokenizer.render([{"role": "system", "content": config.prompt.system},
+                             {"role": "user", "content": f"{token} {prompt}"}], add_generation_prompt=True)
+    before, after = text.split(token, 1)
+    encode = lambda s: tokenizer.encode(s) if s else []
+    return encode(before) + [tokenizer.audio_token_id] + encode(after)

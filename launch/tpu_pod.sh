@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AuRA training on every worker of a Cloud TPU VM pod slice: the same command on all hosts,
 # `distributed.enabled=true` → jax.distributed.initialize() finds the coordinator, the process
-# count and this host's index from the TPU metadata (aura_jax/distributed.py).
+# count and this host's index from the TPU metadata (aura_jax/training/distributed.py).
 #
 #   TPU_NAME=my-v5p-64 ZONE=us-east5-a REPO_URL=https://.../aura_jax.git RUN_DIR=gs://bucket/aura \
 #   LLM=/mnt/models/Qwen2.5-7B-Instruct TEACHER=/mnt/models/whisper-large-v3 \

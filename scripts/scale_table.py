@@ -60,10 +60,10 @@ EPOCHS, SPEECH_ROWS, TEXT_ROWS = 3, 10_000, 10_000  # the paper's recipe (config
 
 def batches_per_epoch(buckets: list[int]) -> dict[int, int]:
     """Batches of GLOBAL_BATCH per bucket in one epoch of the real planner: 10K speech rows of
-    CommonVoice-like lengths (bench_train's assumed distribution) + 10K text rows (smallest bucket)."""
+    CommonVoice-like lengths (aura_jax.bench.train's assumed distribution) + 10K text rows (smallest bucket)."""
     import numpy as np
 
-    from aura_jax.bench_train import commonvoice_like_frames
+    from aura_jax.bench.train import commonvoice_like_frames
     from aura_jax.data.plan import Plan
 
     frames = np.concatenate([commonvoice_like_frames(SPEECH_ROWS), np.zeros(TEXT_ROWS, np.int64)])
@@ -116,6 +116,7 @@ def render(rows: list[dict]) -> str:
         at_once = res.get("none", {}).get("trials", {}).get(str(GLOBAL_BATCH))
         once = "n/a (not tried)" if at_once is None else (
             f"fits ({gib(at_once['total_bytes'])} GiB)" if at_once["fits"] else f"no ({gib(at_once['total_bytes'])} GiB)")
+
         def largest_cell(v):
             if not v["largest_fitting_batch"]:
                 return "none"

@@ -46,9 +46,9 @@ def make_aura(tiny_aura_config):
 
 @pytest.fixture(scope="session")
 def tiny_batch(tiny_qwen2_dir, tiny_aura_config):
-    """Two synthesized-speech rows and one text-only row (see aura_jax.smoke.demo_batch)."""
+    """Two synthesized-speech rows and one text-only row (see aura_jax.tools.smoke.demo_batch)."""
     from aura_jax.config import load_config
-    from aura_jax.smoke import demo_batch
+    from aura_jax.tools.smoke import demo_batch
 
     return demo_batch(tiny_qwen2_dir, load_config(None, tiny_aura_config))
 
@@ -57,7 +57,7 @@ def tiny_batch(tiny_qwen2_dir, tiny_aura_config):
 def tiny_run_dir(tiny_qwen2_dir, tiny_whisper_dir, tmp_path_factory):
     """A finished 3-step tiny training run (non-zero LoRA B, trained patch embedding) to export / evaluate."""
     from aura_jax.config import load_config
-    from aura_jax.train import train
+    from aura_jax.training.train import train
 
     run_dir = tmp_path_factory.mktemp("tiny-run")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -154,7 +154,7 @@ def test_smoke_reuses_the_checkpoints_in_its_workdir(smoke_run, monkeypatch, cap
 # infer / check-parity given something that is not an export (issue 12)
 # ---------------------------------------------------------------------------
 def test_infer_parser_is_the_modules_own():
-    from aura_jax import infer
+    from aura_jax.torch import infer
 
     args = cli.build_parser().parse_args(["infer", "E", "--audio", "a.wav", "--variant", "peft"])
     assert (args.func, args.exported, args.variant, args.max_new_tokens) == (infer.infer_main, "E", "peft", 64)
@@ -181,3 +181,39 @@ def test_infer_and_check_parity_on_a_directory_that_is_not_an_export_is_one_line
             assert out == "" and err == f"aura-jax {argv[0]}: error: {message}\n", err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "run"]
     assert (run / "config.yaml").read_text() == "steps: 3\n"
+
+
+# ---------------------------------------------------------------------------
+# key=value overrides anywhere on the line (issue 25)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, overrides", [
+    (["aot", "C", "--target", "tpu-v5e-8", "model.llm=/d"], ["model.llm=/d"]),
+    (["aot", "C", "steps=3", "--target", "h100x1", "model.llm=/d", "--inference", "seed=2"],
+     ["steps=3", "model.llm=/d", "seed=2"]),  # in the order typed: a later key wins in load_config
+    (["bench-train", "C", "--steps", "2", "batch_size=4"], ["batch_size=4"]),
+    (["eval", "RUN", "--task", "asr", "--data", "D", "data.text_bucket=64"], ["data.text_bucket=64"]),
+    (["export", "RUN", "--out", "O", "model.llm=/abs/llm"], ["model.llm=/abs/llm"]),
+    (["smoke", "--workdir", "W", "steps=1"], ["steps=1"]),
+    (["train", "C", "a.b=1", "c=x=y"], ["a.b=1", "c=x=y"]),
+])
+def test_overrides_are_accepted_after_options_for_every_command_that_takes_them(argv, overrides):
+    args = cli.parse_command_line(cli.build_parser(), argv)
+    assert args.overrides == overrides
+
+
+@pytest.mark.parametrize("argv, bad", [
+    (["aot", "C", "--target", "h100x1", "--bogus"], "--bogus"),
+    (["aot", "C", "--target", "h100x1", "model.llm=/d", "stray"], "stray"),
+    (["make-random", "--preset", "tiny", "--out", "O", "seed=1"], "seed=1"),  # takes no overrides
+])
+def test_anything_else_left_over_is_the_subcommands_usage_error(argv, bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse_command_line(cli.build_parser(), argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"aura-jax {argv[0]}: error: unrecognized arguments: {bad}" in err
+
+
+def test_a_late_override_reaches_the_config(capsys):
+    root = Path(__file__).resolve().parents[1]
+    code = cli.main(["aot", str(root / "configs" / "tiny.yaml"), "--target", "h100x1", "no_such.key=1"])
+    assert code == 2 and "no_such" in capsys.readouterr().err

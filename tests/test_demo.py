@@ -53,8 +53,8 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(quick_demo):
 
 
 def test_a_second_run_reuses_every_stage(quick_demo, monkeypatch):
-    import aura_jax.export as export
-    import aura_jax.train as train
+    import aura_jax.torch.export as export
+    import aura_jax.training.train as train
 
     out, _ = quick_demo
 

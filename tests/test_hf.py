@@ -25,8 +25,7 @@ from safetensors.torch import load_file as load_file_torch
 
 from aura_jax import hf
 from aura_jax import random_checkpoints as rc
-from aura_jax.hf import CheckpointError
-from aura_jax.models import from_pretrained
+from aura_jax.hf import CheckpointError, from_pretrained
 from aura_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
 from aura_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
 

@@ -6,10 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM, WhisperConfig, WhisperForConditionalGeneration
+from transformers import (
+    AutoModelForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+)
 
 from aura_jax.cli import main
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 from aura_jax.random_checkpoints import PRESETS, make_random
 
 

@@ -11,7 +11,7 @@ and cascade QA). The backbone knows every fact, as a real LLM knows SD-QA's fact
 training (text_qa.jsonl) never sees the spoken test questions.
 
 Gold-QA exact match is measured with our JAX loader and batched greedy decoding
-(`aura_jax.hf.from_pretrained`, `aura_jax.generate`), the path `aura-jax eval --system gold` takes.
+(`aura_jax.hf.from_pretrained`, `aura_jax.inference.generate`), the path `aura-jax eval --system gold` takes.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def gold_qa(llm_dir, pairs: list[tuple[str, str]], *, batch_size: int = 64, max_
     import jax.numpy as jnp
 
     from aura_jax.evaluate.metrics import qa_scores
-    from aura_jax.generate import generate
     from aura_jax.hf import from_pretrained
+    from aura_jax.inference.generate import generate
     from aura_jax.tokenizer import ChatTokenizer
 
     prompt = PromptConfig()

@@ -4,7 +4,7 @@ cascade baseline can transcribe.
 
 The saved model is an ordinary Hugging Face Whisper directory at the real input shape
 (128 mel bins by default, 3000 frames / 1500 encoder positions): `aura_jax.build.load_aura`
-loads its encoder as the teacher, `bench_infer.CascadeSystem` transcribes with it.
+loads its encoder as the teacher, `aura_jax.torch.systems.CascadeSystem` transcribes with it.
 
 Training is cheap because clips are short (< 4 s): most steps run the encoder on the first
 W frames only (W just covers the longest clip plus silence; encoder positions are fixed
@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from aura_jax.audio import HOP_LENGTH, N_FFT, N_FRAMES, _hann_window, load_audio, mel_filters, num_valid_frames
-from aura_jax.corpus.common import (atomic_dir, cached, read_tsv, size_params, train_tokenizer, warmup_cosine,
-                                     write_done)
+from aura_jax.corpus.common import atomic_dir, cached, read_tsv, size_params, train_tokenizer, warmup_cosine, write_done
 
 PAD, BOS, EOS, START = 0, 1, 2, 3  # <|endoftext|>, <|im_start|>, <|im_end|>, <|audio|> in the corpus tokenizer
 SIZES = {  # default: ~0.25 s/step on 2 free cores; held-out WER ≈ 0.58 after 600 steps (ctc_weight 1, lr 3e-3)

@@ -1,5 +1,5 @@
 """Rows → examples (token ids + target mask + audio reference) → batches in the format
-`aura_jax.loss.aura_loss` consumes."""
+`aura_jax.training.loss.aura_loss` consumes."""
 
 from __future__ import annotations
 

@@ -30,10 +30,18 @@ import numpy as np
 from aura_jax.audio import HOP_LENGTH, SAMPLING_RATE, num_valid_frames
 from aura_jax.data.sources import BadRow, DataError
 from aura_jax.evaluate.answer_judges import load_answer_judges
-from aura_jax.evaluate.datasets import (EXCLUDED, SDQA_DIALECTS, EvalItem, check_parquet, commonvoice_tsv,
-                                        heysquad_candidates, sdqa_candidates, split_files)
+from aura_jax.evaluate.datasets import (
+    EXCLUDED,
+    SDQA_DIALECTS,
+    EvalItem,
+    check_parquet,
+    commonvoice_tsv,
+    heysquad_candidates,
+    sdqa_candidates,
+    split_files,
+)
 from aura_jax.evaluate.metrics import asr_scores, qa_scores
-from aura_jax.streaming import padded_frames
+from aura_jax.inference.streaming import padded_frames
 
 QA_INSTRUCTION = "Give a simple one sentence answer."  # DiVA-Eval's prompt
 # aura: the student hears the question; cascade: Whisper → base LLM; gold: the base LLM reads the text
@@ -99,7 +107,7 @@ def _decode(tokenizer, row, eos: int) -> str:
 
 @dataclasses.dataclass
 class Stream:
-    """--stream: AuRA hears each clip through a stream (aura_jax.streaming), 0.1 s at a time, and the
+    """--stream: AuRA hears each clip through a stream (aura_jax.inference.streaming), 0.1 s at a time, and the
     streamed log-mel is compared with offline's on the way (`differing` of `compared` values)."""
 
     mode: str  # "speech": the audio ends with the speech; "padded": padded as offline inference pads it
@@ -113,7 +121,7 @@ class Stream:
         return self.mode == "padded"
 
     def run(self, make_stream, wave, n_mels: int, frames: int):
-        from aura_jax.streaming import front_end_difference, realtime_chunks
+        from aura_jax.inference.streaming import front_end_difference, realtime_chunks
 
         differing, compared, max_abs = front_end_difference(wave, n_mels, frames)
         self.differing, self.compared = self.differing + differing, self.compared + compared
@@ -132,21 +140,21 @@ class JaxSystem:
 
     def __init__(self, run_dir: str, system: str, instruction: str, max_new_tokens: int, overrides=(),
                  stream: Stream | None = None):
-        from aura_jax.checkpoint import restore_student
         from aura_jax.tokenizer import ChatTokenizer
+        from aura_jax.training.checkpoint import restore_student
 
         self.config, self.model, self.step = restore_student(run_dir, None, [*overrides, NO_RANDOM_INIT])
         self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
         self.system, self.instruction, self.max_new_tokens = system, instruction, max_new_tokens
         self.stream = stream
         if system == "gold":
-            from aura_jax.models import from_pretrained
+            from aura_jax.hf import from_pretrained
 
             self.base = from_pretrained(self.config.model.llm, self.config.model.param_dtype)
 
     def __call__(self, waves, items) -> list[str]:
-        from aura_jax.export_parity import jax_prompt_ids
-        from aura_jax.generate import generate
+        from aura_jax.inference.generate import generate
+        from aura_jax.tokenizer import audio_prompt_ids
 
         kw = dict(max_new_tokens=self.max_new_tokens, eos_token_id=[self.tok.eos_token_id],
                   pad_token_id=self.tok.pad_token_id)
@@ -158,9 +166,9 @@ class JaxSystem:
             ids, mask = left_pad(rows, self.tok.pad_token_id)
             out = generate(self.base if self.system == "gold" else self.model.llm, ids, mask, **kw)
         elif self.stream:
-            from aura_jax.generate import AuraStream
+            from aura_jax.inference.generate import AuraStream
 
-            ids = jax_prompt_ids(self.tok, self.config, self.instruction)
+            ids = audio_prompt_ids(self.tok, self.config, self.instruction)
             return [self.tok.decode(self.stream.run(
                 lambda: AuraStream(self.model, ids, chunk_patches=self.stream.chunk_patches,
                                    padded=self.stream.padded, **kw), w, a.n_mels, a.num_frames),
@@ -185,11 +193,11 @@ def aura_answers(model, tok, config, instruction: str, waves, max_new_tokens: in
     as in training, to the smallest audio bucket holding it. One call per bucket present, at the full
     batch shape (rows repeated), so each bucket compiles once. (Used by eval and the learning curves.)"""
     from aura_jax.audio import log_mel_spectrogram
-    from aura_jax.export_parity import jax_prompt_ids
-    from aura_jax.generate import generate_aura
+    from aura_jax.inference.generate import generate_aura
+    from aura_jax.tokenizer import audio_prompt_ids
 
     a = config.audio
-    ids, mask = left_pad([jax_prompt_ids(tok, config, instruction)] * len(waves), tok.pad_token_id)
+    ids, mask = left_pad([audio_prompt_ids(tok, config, instruction)] * len(waves), tok.pad_token_id)
     mel = np.stack([log_mel_spectrogram(w, a.sampling_rate, a.n_mels)[:, :a.num_frames] for w in waves])
     frames = [padded_frames(num_valid_frames(len(w)), config.data.audio_buckets) for w in waves]
     out = np.zeros((len(waves), max_new_tokens), np.int32)
@@ -231,7 +239,7 @@ class CascadeSystem:
                  device: str = "cpu"):
         import torch
 
-        from aura_jax.bench_infer import CascadeSystem as Cascade
+        from aura_jax.torch.systems import CascadeSystem as Cascade
 
         self.cascade = Cascade(whisper_dir, llm_dir, device, torch.float32)
         self.instruction, self.max_new_tokens, self.asr_only = instruction, max_new_tokens, asr_only
@@ -419,7 +427,7 @@ def _check_arguments(task, system, batch_size, limit, max_new_tokens, whisper) -
 
 def _check_out(out_dir: Path) -> None:
     """The output folder exists and is writable (checked before anything is loaded; nothing in it is touched)."""
-    from aura_jax.preflight import check_writable
+    from aura_jax.training.preflight import check_writable
 
     check_writable(out_dir, "--out")
 
@@ -657,7 +665,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, help="output directory (default TARGET/eval/TASK_SYSTEM); "
                    "predictions.jsonl is written as rows are decoded, summary.json last")
     p.add_argument("--stream", default=None, choices=STREAM_MODES,
-                   help="AuRA hears each clip through a stream (aura_jax/streaming.py): 0.1 s pieces, the streaming "
+                   help="AuRA hears each clip through a stream (aura_jax/inference/streaming.py): 0.1 s pieces, the streaming "
                         "log-mel, chunked prefill. speech: the audio ends with the speech; padded: padded as "
                         "offline inference pads it (to the training bucket that holds it; the paper: the 30 s "
                         "window). Batch size 1; the log-mel's difference from offline is reported")

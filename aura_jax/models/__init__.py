@@ -1,8 +1,3 @@
-"""NNX models: Qwen2 (student backbone), Whisper encoder (teacher), LoRA, AuRA."""
+"""NNX models: Qwen2 (student backbone), Whisper encoder (teacher) and decoder, LoRA, AuRA.
 
-
-def from_pretrained(path, dtype="float32", **kwargs):
-    """Load a local Hugging Face directory (Qwen2 → Qwen2ForCausalLM, Whisper → WhisperEncoder)."""
-    from aura_jax.hf import from_pretrained as _from_pretrained
-
-    return _from_pretrained(path, dtype, **kwargs)
+Plain modules and math: no file I/O. Loading Hugging Face directories is `aura_jax.hf`."""

@@ -1,7 +1,7 @@
 """Building blocks shared by the Qwen2, Whisper and AuRA modules.
 
 Every parameter carries `logical_axes` metadata (names such as "embed", "mlp",
-"heads", "vocab"); `aura_jax.sharding` maps those names to mesh axes. The model
+"heads", "vocab"); `aura_jax.training.sharding` maps those names to mesh axes. The model
 files themselves know nothing about meshes.
 """
 
@@ -14,9 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-
 # How activations are pinned to devices, set only while a sharded step is traced
-# (`aura_jax.sharding.activation_constraints`); models name logical axes and never see a mesh.
+# (`aura_jax.training.sharding.activation_constraints`); models name logical axes and never see a mesh.
 _ACTIVATION_CONSTRAINT = contextvars.ContextVar("activation_constraint", default=None)
 
 

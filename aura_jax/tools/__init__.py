@@ -1,1 +1,4 @@
-"""Tools that measure or compile the program without training it: ahead-of-time compilation for accelerators that are not here (`aot`), their targets, and what compiled programs say about themselves."""
+"""What compiles or checks without training: ahead-of-time compilation for accelerators that are
+not here (`aot`, `aot_inference`, `targets`), what compiled programs say about themselves
+(`hlo_stats`), model FLOP counts (`flops`), the prepared GPU check (`device_check`), the
+conversion check (`parity`) and the one-minute smoke run (`smoke`)."""

@@ -174,14 +174,14 @@ class TrainCompiler:
     """The abstract Trainer for one config on one target; compiles its step per batch shape."""
 
     def __init__(self, config, target: tg.Target, devices, *, usable_fraction: float = 0.9, log=print):
-        from aura_jax.train import Trainer
+        from aura_jax.training.train import Trainer
 
         self.config, self.target, self.devices, self.log = config, target, devices, log
         self.usable_fraction = usable_fraction
         self.trainer = Trainer(config, abstract=True, devices=devices, log=log)
 
     def compile(self, text_len: int, frames: int) -> dict:
-        from aura_jax.flops import shapes_from_config, step_flops
+        from aura_jax.tools.flops import shapes_from_config, step_flops
 
         cfg = self.config
         shapes = batch_shapes(cfg, cfg.batch_size, text_len, frames)
@@ -207,7 +207,7 @@ class TrainCompiler:
 
 
 def describe(config, target: tg.Target, devices) -> dict:
-    from aura_jax import sharding as shd
+    from aura_jax.training import sharding as shd
 
     mesh = shd.mesh_shape(config.mesh, len(devices))
     return {"target": target.name, "platform": target.platform, "topology": target.topology,
@@ -272,7 +272,7 @@ def batch_sweep(config, target: tg.Target, devices, *, remats, text_len: int, fr
     accumulation steps) whose step fits: double from config.batch_size until it does not fit (or
     max_batch), halve if the start does not fit, then bisect. Stops at `time_cap` seconds of
     compiling, reporting the bracket found so far."""
-    from aura_jax import sharding as shd
+    from aura_jax.training import sharding as shd
 
     mesh = shd.make_mesh(config.mesh, devices)
     unit = shd.data_parallel_size(mesh, config.sharding_rules) * config.grad_accum_steps

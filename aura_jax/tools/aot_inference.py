@@ -66,11 +66,11 @@ def compile_aura(config, device, shapes: Shapes, chip: tg.Chip, usable_fraction:
     import jax.numpy as jnp
     from flax import nnx
 
-    from aura_jax import sharding as shd
     from aura_jax.build import load_aura
     from aura_jax.config import MeshConfig
-    from aura_jax.generate import generate_aura
+    from aura_jax.inference.generate import generate_aura
     from aura_jax.models.lora import drop_lora
+    from aura_jax.training import sharding as shd
 
     mesh = shd.make_mesh(MeshConfig(data=1, fsdp=1, tensor=1), [device])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -100,10 +100,10 @@ def compile_cascade(config, device, shapes: Shapes, chip: tg.Chip, usable_fracti
     import jax
     import jax.numpy as jnp
 
-    from aura_jax import sharding as shd
     from aura_jax.config import MeshConfig
-    from aura_jax.generate import _decode, _decode_whisper
     from aura_jax.hf import from_pretrained
+    from aura_jax.inference.generate import _decode, _decode_whisper
+    from aura_jax.training import sharding as shd
 
     mesh = shd.make_mesh(MeshConfig(data=1, fsdp=1, tensor=1), [device])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

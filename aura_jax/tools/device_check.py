@@ -354,14 +354,13 @@ def jax_generation(run_dir: str, batch: int, new_tokens: int) -> dict:
     import jax
     import numpy as np
 
-    from aura_jax.checkpoint import restore_student
-    from aura_jax.export_parity import jax_prompt_ids
-    from aura_jax.generate import generate_aura
-    from aura_jax.tokenizer import ChatTokenizer
+    from aura_jax.inference.generate import generate_aura
+    from aura_jax.tokenizer import ChatTokenizer, audio_prompt_ids
+    from aura_jax.training.checkpoint import restore_student
 
     config, model, _ = restore_student(run_dir, None, ["model.random_init="])
     tok = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
-    ids = np.asarray([jax_prompt_ids(tok, config, config.prompt.asr_instruction)] * batch, np.int32)
+    ids = np.asarray([audio_prompt_ids(tok, config, config.prompt.asr_instruction)] * batch, np.int32)
     mask = np.ones_like(ids, bool)
     mel = np.random.default_rng(0).standard_normal((batch, config.audio.n_mels, config.audio.num_frames)).astype(
         np.float32)

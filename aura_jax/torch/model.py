@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from aura_jax.audio import load_audio, log_mel_spectrogram, num_valid_frames, to_mono_16k
-from aura_jax.streaming import padded_frames
+from aura_jax.inference.streaming import padded_frames
 
 EXPORT_FORMAT = "aura_jax.export/1"
 VARIANTS = ("merged", "peft")
@@ -268,7 +268,7 @@ class AuraSpeechLM:
                min_new_tokens: int = 0, keep_logits: bool = False):
         """A `TorchAuraStream` for one spoken question: `feed_audio(samples)` while it is heard (each
         chunk of `chunk_patches` patches enters the KV cache at once), `finish()` → the answer
-        (greedy). See `aura_jax.streaming` for `padded` and the clamp."""
+        (greedy). See `aura_jax.inference.streaming` for `padded` and the clamp."""
         from aura_jax.torch.stream import TorchAuraStream
 
         return TorchAuraStream(self, prompt, chunk_patches=chunk_patches, padded=padded,
@@ -288,7 +288,7 @@ def _check_causal(aura: dict) -> None:
         raise NotImplementedError(
             "this model was trained with bidirectional attention among the audio tokens "
             "(distill.bidirectional_audio=true); the PyTorch runner supports causal attention only. "
-            "Use the JAX model (aura_jax.generate) or retrain with distill.bidirectional_audio=false.")
+            "Use the JAX model (aura_jax.inference.generate) or retrain with distill.bidirectional_audio=false.")
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -1,7 +1,7 @@
 """The AuRA training step in PyTorch, as a reference for `aura-jax bench-train --torch-reference`.
 
 Same configuration, same Hugging Face directories, same math as
-`aura_jax.train` + `aura_jax.loss`:
+`aura_jax.training.train` + `aura_jax.training.loss`:
 
 * student: `transformers.Qwen2ForCausalLM` (frozen) + `peft` LoRA with the
   config's rank / alpha / target projections on the first K layers
@@ -22,14 +22,13 @@ Same configuration, same Hugging Face directories, same math as
   non-finite step skipped.
 
 Trainable initial values can be copied from the JAX model (`trainables=`,
-the flat dict of `aura_jax.bench_train.trainable_arrays`), so step 0 computes
+the flat dict of `aura_jax.bench.step.trainable_arrays`), so step 0 computes
 the same loss as JAX (tests/torch/test_reference_step.py).
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -351,16 +350,3 @@ def prepare_reference(config, batch: dict, *, trainables: dict | None = None, de
 
     return step, {"device": device, "threads": torch.get_num_threads(), "attn_implementation": attn_implementation,
                   "torch_version": torch.__version__, "build_s": build_s}
-
-
-def bench_reference(config, batch: dict, *, trainables: dict | None = None, steps: int = 10, warmup: int = 2,
-                    device: str = "cpu", threads: int | None = None, attn_implementation: str = "sdpa") -> dict:
-    """Time the PyTorch step alone like bench-train times the JAX one (warm-up, then `steps`, synchronised)."""
-    from aura_jax.bench_train import timed_steps
-
-    step, info = prepare_reference(config, batch, trainables=trainables, device=device, threads=threads,
-                                   attn_implementation=attn_implementation)
-    times, first = timed_steps(step, warmup, max(1, steps))
-    return {**info, "step_time_median_s": statistics.median(times), "step_time_mean_s": statistics.fmean(times),
-            "step_time_min_s": min(times), "steps_timed": len(times),
-            "loss_step0": {k: float(v) for k, v in first.items()}}

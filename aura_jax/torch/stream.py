@@ -1,6 +1,6 @@
 """Streaming speech input for an exported model (PyTorch): the audio enters the transformers
 KV cache chunk by chunk while it is heard; `finish()` adds the prompt after the audio and decodes
-greedily. The front end and the chunking are `aura_jax.streaming`'s, shared with the JAX stream.
+greedily. The front end and the chunking are `aura_jax.inference.streaming`'s, shared with the JAX stream.
 
     stream = lm.stream("Answer the question.")
     for piece in microphone:              # 16 kHz float32 samples
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from aura_jax.streaming import SpeechStream, StreamError
+from aura_jax.inference.streaming import SpeechStream, StreamError
 
 
 class TorchAuraStream(SpeechStream):

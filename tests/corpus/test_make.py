@@ -4,14 +4,13 @@ kept out of training, deterministic, cached."""
 import json
 
 import pytest
+from tests.corpus.conftest import TINY
 
 from aura_jax.config import PromptConfig, SourceConfig
 from aura_jax.corpus import grammar
 from aura_jax.corpus.make import HELDOUT_VOICES, make_corpus, voice_column
 from aura_jax.data.sources import Row, read_commonvoice, read_qa_jsonl
 from aura_jax.evaluate.datasets import read_sdqa
-
-from conftest import TINY
 
 
 def _rows(path):

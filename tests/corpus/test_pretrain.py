@@ -64,9 +64,9 @@ def test_whisper_trains_loads_and_caches(tiny_corpus, whisper):
 
 
 def test_aura_loads_both_and_cascade_transcribes(lm, whisper, tiny_corpus):
-    from aura_jax.bench_infer import CascadeSystem
     from aura_jax.build import load_aura
     from aura_jax.config import load_config
+    from aura_jax.torch.systems import CascadeSystem
 
     config = load_config(None, [f"model.llm={lm[0]}", f"model.teacher={whisper[0]}", "lora.num_layers=2",
                                 "lora.rank=4", "audio.n_mels=128"])
@@ -103,6 +103,6 @@ def test_the_lm_learns_the_asr_and_spoken_qa_prompts_with_the_text_where_the_aud
     want[-2] = dict(want[-2], content=want[-2]["content"].replace(p.audio_token, "anna has a cat"))
     assert conv == want
     spoken = qa_conversations("where does anna live", "paris", p, instructed=True)[-1]
-    # eval's spoken-QA prompt is "{audio_token} {instruction}" (export_parity.jax_prompt_ids)
+    # eval's spoken-QA prompt is "{audio_token} {instruction}" (aura_jax.tokenizer.audio_prompt_ids)
     assert spoken[-2]["content"] == f"where does anna live {QA_INSTRUCTION}" and spoken[-1]["content"] == "paris"
     assert len(qa_conversations("q", "a", p)) == 2  # without: the text-QA and gold renderings only

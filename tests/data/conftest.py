@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
+from tests.data.datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 import aura_jax.data.scan as scan
 from aura_jax.data import DataError, TrainData
-from datafiles import SENTENCES, cfg, mp3_bytes, write_commonvoice
+from tests.data.datafiles import SENTENCES, cfg, mp3_bytes, write_commonvoice
 
 
 def data_for(tokenizer, tmp_path, *overrides):

@@ -10,7 +10,7 @@ from aura_jax.audio import log_mel_segments, log_mel_spectrogram
 from aura_jax.config import ConfigError
 from aura_jax.data import TrainData
 from aura_jax.synth import synthetic_signal
-from datafiles import cfg, write_commonvoice
+from tests.data.datafiles import cfg, write_commonvoice
 
 MIXED = ("data.speech=[{type: synthetic, num_rows: 8}]", "data.text=[{type: synthetic, num_rows: 6}]",
          "batch_size=4", "data.text_bucket=16", "epochs=2")
@@ -199,7 +199,7 @@ def test_pipeline_batch_runs_through_aura_loss(make, make_aura, tokenizer):
     import jax
     from flax import nnx
 
-    from aura_jax.loss import aura_loss
+    from aura_jax.training.loss import aura_loss
 
     data = make("data.audio_buckets=[500,3000]")
     batch = data.batch(0)

@@ -10,7 +10,7 @@ import pytest
 from aura_jax.audio import load_audio_bytes
 from aura_jax.config import PromptConfig, SourceConfig
 from aura_jax.data.sources import BadRow, Row, read_source
-from datafiles import SENTENCES
+from tests.data.datafiles import SENTENCES
 
 PROMPT = PromptConfig()
 HF_FEATURES = {"info": {"features": {"audio": {"sampling_rate": 16000, "_type": "Audio"},

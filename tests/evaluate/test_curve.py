@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from aura_jax.config import ConfigError, load_config
-from aura_jax.evaluate.curve import plateau, read_curve, stopped_on_plateau
+from aura_jax.evaluate.curve import LearningCurve, plateau, read_curve, stopped_on_plateau
 from aura_jax.synth import espeak_available, synthesize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,10 +46,10 @@ def test_the_curve_at_the_last_step_is_what_eval_measures_on_the_saved_checkpoin
     from flax import nnx
 
     import aura_jax.evaluate.harness as harness
-    from aura_jax.checkpoint import restore_student
     from aura_jax.evaluate.harness import run_eval
     from aura_jax.models.layers import Trainable
-    from aura_jax.train import train
+    from aura_jax.training.checkpoint import restore_student
+    from aura_jax.training.train import train
 
     seen = []  # the trainable weights of the model each curve evaluation decodes with
     decode = harness.aura_answers
@@ -57,7 +57,7 @@ def test_the_curve_at_the_last_step_is_what_eval_measures_on_the_saved_checkpoin
                           for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, Trainable))}
     monkeypatch.setattr(harness, "aura_answers", lambda model, *a: seen.append(flat(model)) or decode(model, *a))
     run = tmp_path / "run"
-    train(_config(run, tiny_qwen2_dir, tiny_whisper_dir, asr_dir, "steps=4", "checkpoint_every=2"))
+    train(_config(run, tiny_qwen2_dir, tiny_whisper_dir, asr_dir, "steps=4", "checkpoint_every=2"), curve=LearningCurve)
     monkeypatch.undo()
     for step, weights in ((2, seen[0]), (4, seen[-1])):  # the model as it is at that step, not another
         _, saved, _ = restore_student(str(run), step, ["model.random_init="])
@@ -77,18 +77,26 @@ def test_the_curve_at_the_last_step_is_what_eval_measures_on_the_saved_checkpoin
 
 def test_a_plateau_stops_the_run_with_a_checkpoint_and_a_stopped_run_stays_stopped(
         tiny_qwen2_dir, tiny_whisper_dir, asr_dir, tmp_path):
-    from aura_jax.train import _latest_step, train
+    from aura_jax.training.train import _latest_step, train
 
     run = tmp_path / "run"
     # min_delta 1000 points: the second evaluation can never count as progress
     config = _config(run, tiny_qwen2_dir, tiny_whisper_dir, asr_dir, "steps=10", "curve.patience=1",
                      "curve.min_delta=1000")
-    summary = train(config)
+    summary = train(config, curve=LearningCurve)
     assert summary["plateau"] and summary["final_step"] == 4 and _latest_step(run) == 4
     assert stopped_on_plateau(run, config)
-    again = train(config)
+    again = train(config, curve=LearningCurve)
     assert again["plateau"] and again["final_step"] == 4 and _latest_step(run) == 4
     assert [r["step"] for r in read_curve(run)] == [2, 4]
+
+
+def test_a_curve_asked_for_without_an_evaluator_is_refused_before_any_work(tmp_path):
+    from aura_jax.training.train import train
+
+    config = _config(tmp_path / "run", tmp_path / "missing-llm", tmp_path / "missing-whisper", tmp_path, "steps=2")
+    with pytest.raises(ConfigError, match=r"curve.every=2: no learning-curve evaluator.*LearningCurve"):
+        train(config)  # before the missing model directories are even looked at
 
 
 def test_plateau_means_no_gain_of_min_delta_in_the_last_patience_evaluations():

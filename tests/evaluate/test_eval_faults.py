@@ -8,7 +8,6 @@ counting and writing around it. One decodes with the tiny run for real."""
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,7 @@ import yaml
 
 from aura_jax.cli import main
 from aura_jax.evaluate import harness
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-from datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice  # noqa: E402
+from tests.data.datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
 
 AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 # test.tsv: three good clips among one of each bad kind (rows_read 9, scored 3).

@@ -60,11 +60,8 @@ def test_gold_and_cascade_baselines(tiny_run_dir, tiny_whisper_dir, sdqa_dir, tm
 
 
 def test_asr_on_an_export_reports_wer(tiny_run_dir, tiny_qwen2_dir, tmp_path):
-    from aura_jax.export import export
-
-    sys_path = __import__("sys").path
-    sys_path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "data"))
-    from datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
+    from aura_jax.torch.export import export
+    from tests.data.datafiles import SENTENCES, mp3_bytes, speech, write_commonvoice
 
     cv = write_commonvoice(tmp_path / "cv", [(f"c{i}.mp3", s, mp3_bytes(speech(s))) for i, s in enumerate(SENTENCES[:2])])
     exported = export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "exp", dtype="float32")
@@ -133,23 +130,23 @@ def test_a_run_trained_on_audio_buckets_hears_each_clip_at_its_bucket(tiny_run_d
     """Offline eval pads a clip as training did: to the smallest of data.audio_buckets that holds it."""
     import numpy as np
 
-    import aura_jax.generate
+    import aura_jax.inference.generate
     from aura_jax.audio import log_mel_spectrogram
     from aura_jax.evaluate.harness import JaxSystem, _decode, left_pad
-    from aura_jax.export_parity import jax_prompt_ids
-    from aura_jax.generate import generate_aura
+    from aura_jax.inference.generate import generate_aura
+    from aura_jax.tokenizer import audio_prompt_ids
 
     system = JaxSystem(str(tiny_run_dir), "aura", "Transcribe the speech.", 3, ["data.audio_buckets=[1000,3000]"])
     rng = np.random.default_rng(0)
     waves = [(rng.standard_normal(int(s * 16000)) * 0.1).astype(np.float32) for s in (12.0, 1.0)]
     heard = []
-    monkeypatch.setattr(aura_jax.generate, "generate_aura",
+    monkeypatch.setattr(aura_jax.inference.generate, "generate_aura",
                         lambda model, ids, mask, mel, **kw: heard.append(mel.shape) or generate_aura(model, ids, mask,
                                                                                                   mel, **kw))
     got = system(waves, [None, None])
     monkeypatch.undo()
     assert heard == [(2, 128, 1000), (2, 128, 3000)]  # one call per bucket, at the batch's shape
-    ids, mask = left_pad([jax_prompt_ids(system.tok, system.config, "Transcribe the speech.")], system.tok.pad_token_id)
+    ids, mask = left_pad([audio_prompt_ids(system.tok, system.config, "Transcribe the speech.")], system.tok.pad_token_id)
     for wave, frames, answer in zip(waves, (3000, 1000), got):
         mel = log_mel_spectrogram(wave, 16000, 128)[None, :, :frames]
         out = generate_aura(system.model, ids, mask, mel, max_new_tokens=3, eos_token_id=[system.tok.eos_token_id],
@@ -167,12 +164,12 @@ def test_the_eval_window_is_what_the_model_heard_in_training(tiny_run_dir):
 
 def test_text_system_is_the_lora_adapted_llm_reading_the_question_and_gold_the_base_llm(tiny_run_dir, sdqa_dir,
                                                                                           tmp_path, monkeypatch):
-    import aura_jax.generate
+    import aura_jax.inference.generate
     from aura_jax.evaluate.harness import JaxSystem
 
     used = []
-    real = aura_jax.generate.generate
-    monkeypatch.setattr(aura_jax.generate, "generate", lambda model, *a, **k: used.append(model) or real(model, *a, **k))
+    real = aura_jax.inference.generate.generate
+    monkeypatch.setattr(aura_jax.inference.generate, "generate", lambda model, *a, **k: used.append(model) or real(model, *a, **k))
     item = type("Item", (), {"question": "what is the capital of france"})()
     text = JaxSystem(str(tiny_run_dir), "text", "Give a simple one sentence answer.", 2)
     gold = JaxSystem(str(tiny_run_dir), "gold", "Give a simple one sentence answer.", 2)

@@ -3,7 +3,6 @@ targets — each against an explicit reference written independently here."""
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ import torch
 from flax import nnx
 from transformers import WhisperModel
 
-from aura_jax import distill
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 from aura_jax.models.aura import AudioPatchEmbed, DistillHead, splice_audio
 
 

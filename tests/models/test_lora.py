@@ -8,7 +8,7 @@ import pytest
 import torch
 from flax import nnx
 
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 from aura_jax.models.layers import Trainable
 from aura_jax.models.lora import DEFAULT_TARGETS, LoRALinear, LoRAParam, apply_lora, lora_modules, merge_lora
 

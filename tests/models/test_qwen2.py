@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen2ForCausalLM as TorchQwen2
 
 from aura_jax import random_checkpoints as rc
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 from aura_jax.models.qwen2 import KVCache, Qwen2Config
 
 CONFIGS = {

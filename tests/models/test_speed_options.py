@@ -9,9 +9,9 @@ import pytest
 from flax import nnx
 
 from aura_jax import random_checkpoints as rc
-from aura_jax.loss import aura_loss
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 from aura_jax.models.layers import Trainable
+from aura_jax.training.loss import aura_loss
 
 
 def loss_and_grads(model, batch):

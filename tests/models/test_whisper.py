@@ -8,7 +8,7 @@ import torch
 from transformers import WhisperModel
 
 from aura_jax import random_checkpoints as rc
-from aura_jax.models import from_pretrained
+from aura_jax.hf import from_pretrained
 
 
 def torch_hidden_states(directory, features):

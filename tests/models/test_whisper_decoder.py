@@ -18,9 +18,8 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from aura_jax import hf
-from aura_jax.generate import generate_whisper, whisper_decode_step, whisper_encode, whisper_prefill
-from aura_jax.hf import CheckpointError
-from aura_jax.models import from_pretrained
+from aura_jax.hf import CheckpointError, from_pretrained
+from aura_jax.inference.generate import generate_whisper, whisper_decode_step, whisper_encode, whisper_prefill
 from aura_jax.models.whisper import WhisperDecoder, WhisperDecoderCache
 
 MELS, SOURCE = 16, 16  # 32 input frames: a tiny encoder, so the whole file compiles in seconds

@@ -14,9 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from aura_jax import sharding as shd
 from aura_jax.config import ConfigError, load_config
-from aura_jax.tools import aot, hlo_stats, targets as tg
+from aura_jax.tools import aot, hlo_stats
+from aura_jax.tools import targets as tg
+from aura_jax.training import sharding as shd
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -64,7 +65,7 @@ def test_the_aot_path_compiles_the_program_trainer_runs(tiny_dirs):
     """On this CPU: `TrainCompiler` (abstract model, no weight read) and a concrete `Trainer` compile
     the identical optimised program, gradient accumulation included."""
     from aura_jax.data.examples import batch_shapes
-    from aura_jax.train import Trainer
+    from aura_jax.training.train import Trainer
 
     config = load_config(TINY, [*tiny_dirs, "batch_size=4", "grad_accum_steps=2"])
     shapes = batch_shapes(4, 128, 3000, n_mels=128, teacher_segments=1)
@@ -211,7 +212,7 @@ def _llm_shapes(tiny_dirs):
 # ---------------------------------------------------------------------------
 def test_config_only_presets_build_the_paper_model_abstractly(tmp_path):
     from aura_jax.random_checkpoints import PRESETS, make_random
-    from aura_jax.train import Trainer
+    from aura_jax.training.train import Trainer
 
     for preset in PRESETS:
         out = make_random(preset, tmp_path / preset, config_only=True)

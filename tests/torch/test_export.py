@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.numpy import load_file as load_numpy
 
-from aura_jax.checkpoint import restore_student
 from aura_jax.cli import main
-from aura_jax.export import export
 from aura_jax.hf import SafetensorsDir
 from aura_jax.models.lora import lora_modules
+from aura_jax.torch.export import export
+from aura_jax.training.checkpoint import restore_student
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_audio_embedding_matches_jax(exported, student):
 
 @pytest.mark.parametrize("variant", ["merged", "peft"])
 def test_jax_run_and_export_give_the_same_logits(tiny_run_dir, exported, variant):
-    from aura_jax.export_parity import check_export_parity
+    from aura_jax.torch.export_parity import check_export_parity
 
     report = check_export_parity(tiny_run_dir, exported, variant=variant)
     assert report["tokens"] > 300 and report["max_abs_diff"] <= 1e-4
@@ -141,7 +141,7 @@ def test_cli_export_infer_and_parity(tiny_run_dir, tiny_qwen2_dir, tmp_path, cap
 
 
 def test_interrupted_export_leaves_nothing(tiny_run_dir, tiny_qwen2_dir, tmp_path, monkeypatch):
-    import aura_jax.export as ex
+    import aura_jax.torch.export as ex
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -21,7 +21,7 @@ def config(tiny_aura_config):
 
 @pytest.fixture(scope="module")
 def jax_run(config):
-    from aura_jax.bench_train import bench_jax
+    from aura_jax.bench.step import bench_jax
 
     return bench_jax(config, steps=1, warmup=1, keep_initial_trainables=True, log=lambda *a, **k: None)
 
@@ -42,10 +42,10 @@ def test_demo_batch_with_text_rows_and_short_audio(config, tiny_batch, make_aura
     import jax
     from flax import nnx
 
-    from aura_jax.bench_train import trainable_arrays
-    from aura_jax.loss import aura_loss
+    from aura_jax.bench.step import trainable_arrays
     from aura_jax.models.layers import Trainable
     from aura_jax.torch.reference_step import ReferenceStep
+    from aura_jax.training.loss import aura_loss
 
     model = make_aura()
     batch = {k: np.asarray(v) for k, v in tiny_batch.items()}
@@ -67,7 +67,7 @@ def test_step_runs_and_follows_jax(config, jax_run):
     m1 = ref.step(jax_run["host_batch"])
     assert any(not (a == p.detach()).all() for a, p in zip(before, ref.params))
     assert float(m1["loss"]) < float(m0["loss"])
-    from aura_jax.train import Trainer
+    from aura_jax.training.train import Trainer
 
     trainer = Trainer(config, log=lambda *a, **k: None)
     losses = [trainer.train_step(jax_run["host_batch"])[0]["loss"] for _ in range(2)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ PROMPT = "Transcribe the speech."
 
 @pytest.fixture(scope="module")
 def exported(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory):
-    from aura_jax.export import export
+    from aura_jax.torch.export import export
 
     return export(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory.mktemp("runner") / "both", format="both",
                   dtype="float32")
@@ -28,7 +27,7 @@ def exported(tiny_run_dir, tiny_qwen2_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def student(tiny_run_dir):
-    from aura_jax.checkpoint import restore_student
+    from aura_jax.training.checkpoint import restore_student
 
     return restore_student(tiny_run_dir)
 
@@ -65,7 +64,7 @@ def clip(wave, tmp_path_factory):
 
 def test_import_needs_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import aura_jax, aura_jax.torch, aura_jax.infer\n"
+            "import aura_jax, aura_jax.torch, aura_jax.torch.infer\n"
             "try:\n    aura_jax.torch.AuraSpeechLM\nexcept ImportError:\n    print('lazy')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "lazy", out.stderr
@@ -134,7 +133,7 @@ def test_system_prompt_comes_from_aura_config(exported, tmp_path, tiny_qwen2_dir
 
 
 def test_merged_export_matches_the_jax_run(tiny_run_dir, exported):
-    from aura_jax.export_parity import check_export_parity
+    from aura_jax.torch.export_parity import check_export_parity
 
     report = check_export_parity(tiny_run_dir, exported, audio=None)
     assert report["tokens"] == report["audio_tokens"] + report["text_tokens"] and report["audio_tokens"] == 300
@@ -145,7 +144,7 @@ def test_merged_export_matches_the_jax_run(tiny_run_dir, exported):
 def test_peft_export_matches_merged_and_the_jax_run(tiny_run_dir, exported, lm, peft_lm, wave):
     from peft import PeftModel
 
-    from aura_jax.export_parity import check_export_parity
+    from aura_jax.torch.export_parity import check_export_parity
 
     assert isinstance(peft_lm.model, PeftModel) and not isinstance(lm.model, PeftModel)
     a, b = lm.logits(wave, PROMPT), peft_lm.logits(wave, PROMPT)
@@ -234,7 +233,7 @@ def test_bidirectional_export_is_refused(exported, tmp_path):
 
 
 def test_token_id_mismatch_is_reported(tiny_run_dir, exported, tmp_path):
-    from aura_jax.export_parity import ParityError, check_export_parity
+    from aura_jax.torch.export_parity import ParityError, check_export_parity
 
     copy = tmp_path / "other-template"
     shutil.copytree(exported / "merged", copy)
@@ -245,7 +244,7 @@ def test_token_id_mismatch_is_reported(tiny_run_dir, exported, tmp_path):
 
 
 def test_infer_main_prints_the_answer(exported, lm, clip, capsys):
-    from aura_jax.infer import infer_main
+    from aura_jax.torch.infer import infer_main
 
     args = argparse.Namespace(exported=str(exported), audio=str(clip), prompt=PROMPT, max_new_tokens=3, device="cpu")
     assert infer_main(args) == 0
@@ -253,7 +252,7 @@ def test_infer_main_prints_the_answer(exported, lm, clip, capsys):
 
 
 def test_parity_main_prints_and_fails_above_tol(tiny_run_dir, exported, capsys):
-    from aura_jax.export_parity import parity_main
+    from aura_jax.torch.export_parity import parity_main
 
     args = argparse.Namespace(run=str(tiny_run_dir), exported=str(exported), audio=None, prompt=PROMPT, step=None,
                               tol=1e-12)

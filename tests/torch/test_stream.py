@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from aura_jax.export import export
-from aura_jax.streaming import StreamError, realtime_chunks
+from aura_jax.inference.streaming import StreamError, realtime_chunks
 from aura_jax.torch import AuraSpeechLM
+from aura_jax.torch.export import export
 
 PROMPT = "Transcribe the speech."
 
