@@ -215,5 +215,5 @@ def test_anything_else_left_over_is_the_subcommands_usage_error(argv, bad, capsy
 
 def test_a_late_override_reaches_the_config(capsys):
     root = Path(__file__).resolve().parents[1]
-    code = cli.main(["aot", str(root / "configs" / "tiny.yaml"), "--target", "h100x1", "no_such.key=1"])
+    code = cli.main(["bench-train", str(root / "configs" / "tiny.yaml"), "--steps", "1", "no_such.key=1"])
     assert code == 2 and "no_such" in capsys.readouterr().err
