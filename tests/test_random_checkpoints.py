@@ -72,3 +72,20 @@ def test_fast_random_weights_are_windows_of_one_random_block(tmp_path):
     ids = np.random.default_rng(0).integers(0, 1000, (1, 8))
     ref = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)(torch.as_tensor(ids)).logits
     assert np.isfinite(ref.detach().numpy()).all()
+
+
+def test_the_real_pairs_presets_have_the_real_models_shapes(real_models, tmp_path):
+    import json
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    for preset, real in (("smollm2-135m-instruct", "smollm2-135m-instruct"), ("whisper-tiny.en", "whisper-tiny.en")):
+        ours = json.loads((make_random(preset, tmp_path / preset, config_only=True) / "config.json").read_text())
+        theirs = json.loads((real_models[real] / "config.json").read_text())
+        keys = ["model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings",
+                "num_mel_bins", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim"]
+        assert {k: ours.get(k) for k in keys} == {k: theirs.get(k) for k in keys}, preset
+    with torch.device("meta"):
+        llama = LlamaForCausalLM(LlamaConfig(**PRESETS["llama-3.2-1b-instruct"][1]))
+    assert abs(sum(p.numel() for p in llama.parameters()) / 1e9 - 1.24) < 0.01

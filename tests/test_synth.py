@@ -94,3 +94,22 @@ def test_speak_unknown_voice_raises():
     # (A name like "no-such-voice" would resolve to Norwegian, so avoid hyphens.)
     with pytest.raises(RuntimeError, match="nosuchvoice"):
         synth.speak("hello", voice="nosuchvoice")
+
+
+@pytest.mark.parametrize("engine, voice", [("espeak-ng", "en-us"), ("flite", "slt"), ("flite", "awb"),
+                                           ("festival", "slt_hts"), ("festival", "kal_diphone")])
+def test_every_engine_speaks_at_16k(engine, voice):
+    from aura_jax.synth import speak_with
+
+    wave = speak_with(engine, voice, "what is the capital of france")
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert 1.0 < len(wave) / 16000 < 4.0 and np.abs(wave).max() > 0.05  # about two seconds of speech
+
+
+def test_an_unknown_engine_or_festival_voice_is_named():
+    from aura_jax.synth import speak_with
+
+    with pytest.raises(RuntimeError, match="speech engine 'sapi'"):
+        speak_with("sapi", "x", "hello")
+    with pytest.raises(RuntimeError, match="festival voice 'nope'"):
+        speak_with("festival", "nope", "hello")

@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 
 from aura_jax.convert.ctranslate2 import Ct2FormatError, convert_whisper, read_model_bin
-from tests.convert.test_real_models import real_models, whisper  # noqa: F401  (fixtures: the real tokenizer)
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(whisper, tmp_path_factory):  # noqa: F811
+def whisper(real_models):
+    return real_models["whisper-tiny.en"]  # its vocabulary and tokenizer make the tiny random Whisper realistic
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(whisper, tmp_path_factory):
     """(random HF Whisper with tiny.en's vocabulary and tokenizer, its CTranslate2 conversion)."""
     import ctranslate2.converters
     import torch

