@@ -210,3 +210,30 @@ def test_train_export_and_pytorch_answer_what_jax_answers_on_the_real_pair(real_
     jax_ids = np.asarray(generate_aura(model, jnp.asarray([ids]), jnp.ones((1, len(ids)), bool), jnp.asarray(mel),
                                        max_new_tokens=8, eos_token_id=tok.eos_token_id))[0]
     assert tok.decode([t for t in jax_ids.tolist() if t != tok.eos_token_id]).strip() == torch_answer.strip()
+
+    # streaming: the clip enters the KV cache chunk by chunk, in JAX and in PyTorch, with one answer
+    from aura_jax.inference.generate import AuraStream
+    from aura_jax.inference.streaming import realtime_chunks
+
+    streamed = AuraStream(model, ids, chunk_patches=5, max_new_tokens=8, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.eos_token_id).run(realtime_chunks(wave, seconds=0.1, pace=False))
+    torch_stream = lm.stream("Transcribe the speech.", chunk_patches=5, max_new_tokens=8)
+    torch_streamed = torch_stream.run(realtime_chunks(wave, seconds=0.1, pace=False))
+    jax_text = tok.decode([int(t) for t in np.asarray(streamed).reshape(-1) if int(t) != tok.eos_token_id]).strip()
+    assert jax_text == str(torch_streamed).strip()
+
+
+def test_aot_compiles_the_real_pairs_step_for_a_gpu_without_weights(real_models, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "aura_jax.cli", "aot", str(ROOT / "configs" / "smollm2_whisper-tiny.en.yaml"),
+           "--target", "h100x1", "--json", str(out), "--cache", "",
+           f"model.llm={real_models['smollm2-135m-instruct']}", f"model.teacher={real_models['whisper-tiny.en']}"]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (r,) = json.loads(out.read_text())["train"]
+    assert r["memory"]["fits"] is True and (r["text_tokens"], r["audio_tokens"]) == (64, 30)
+    assert r["model_flops_per_step"] > 0 and r["xla"]["flops"] > 0
