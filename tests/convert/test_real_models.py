@@ -237,3 +237,25 @@ def test_aot_compiles_the_real_pairs_step_for_a_gpu_without_weights(real_models,
     (r,) = json.loads(out.read_text())["train"]
     assert r["memory"]["fits"] is True and (r["text_tokens"], r["audio_tokens"]) == (64, 30)
     assert r["model_flops_per_step"] > 0 and r["xla"]["flops"] > 0
+
+
+def test_the_flop_formula_is_exactly_the_matmuls_of_the_real_pairs_step(real_models):
+    """tools/flops.py on a Llama-family student: every dot of the lowered step, counted from the HLO."""
+    import jax
+
+    from aura_jax.bench.step import synthetic_batch
+    from aura_jax.build import placeholder_token_id
+    from aura_jax.config import load_config
+    from aura_jax.tools.flops import hlo_matmul_flops, shapes_from_config, step_flops
+    from aura_jax.training import sharding as shd
+    from aura_jax.training.train import Trainer
+
+    llm = real_models["smollm2-135m-instruct"]
+    config = load_config(ROOT / "configs" / "smollm2_whisper-tiny.en.yaml", [
+        f"model.llm={llm}", f"model.teacher={real_models['whisper-tiny.en']}", "compilation_cache_dir="])
+    trainer = Trainer(config, log=lambda *a, **k: None)
+    host = synthetic_batch(config, vocab_size=49152, placeholder_id=placeholder_token_id(llm, "<empty_output>", 49152))
+    batch = shd.global_batch(host, trainer.mesh, trainer.rules)
+    ours = step_flops(shapes_from_config(config, {k: v.shape for k, v in batch.items()}))["total"]
+    lowered = jax.jit(trainer.step_fn).lower(trainer.state, trainer.frozen, batch)
+    assert hlo_matmul_flops(lowered.compiler_ir("hlo").as_hlo_text()) == pytest.approx(ours, rel=1e-9)
