@@ -165,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="runs/smoke", help="where the tiny checkpoints go (default runs/smoke)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
     p.set_defaults(func=_smoke)
-    _lazy(sub.add_parser("demo", help="the paper in miniature: corpus, tiny LM + Whisper, AuRA, eval, export"),
-          "aura_jax.demo", "add_arguments", "main")
-    _lazy(sub.add_parser("repro-mini", help="Tables 3-4 in miniature: loss ablations over 3 seeds"),
-          "aura_jax.demo", "add_repro_arguments", "repro_main")
+    _lazy(sub.add_parser("demo", help="AuRA on the real pair (SmolLM2 hears from Whisper tiny.en): corpus, train, "
+                         "eval against the cascade, export; --toy: the miniature"),
+          "aura_jax.demo_real", "add_arguments", "main")
+    _lazy(sub.add_parser("repro-mini", help="Tables 3-4 on the real pair (--toy: the miniature): loss ablations "
+                         "over 3 seeds"),
+          "aura_jax.demo_real", "add_repro_arguments", "repro_main")
     _lazy(sub.add_parser("make-corpus", help="synthesized speech corpus (espeak-ng voices, some held out)"),
           "aura_jax.demo", "add_corpus_arguments", "corpus_main")
     return parser

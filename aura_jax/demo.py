@@ -1,4 +1,5 @@
-"""`aura-jax demo`: the whole paper in miniature, on synthesized speech, on a laptop CPU.
+"""`aura-jax demo --toy`: the whole paper in miniature, on synthesized speech, on a laptop CPU (the
+real pair, SmolLM2 hearing from Whisper tiny.en, is `aura-jax demo`: demo_real.py, built on these stages).
 
     corpus  → espeak-ng voices speak grammar sentences and fact questions; some voices held out
     lm      → a tiny Qwen2-shaped LM learns the corpus language and the fact table (full training)
@@ -9,8 +10,8 @@
     report  → OUT/report: loss curves (PNG), tables (Markdown), the commands to reproduce
 
 Every stage is cached under OUT: a second run redoes nothing that is done.
-`aura-jax repro-mini` trains the paper's loss ablations (Tables 3 and 4) on the
-same corpus and pieces over three seeds.
+`run_repro_mini` (`aura-jax repro-mini [--toy]`) trains the paper's loss ablations (Tables 3 and 4)
+on a demo's corpus and pieces over three seeds.
 """
 
 from __future__ import annotations
@@ -135,6 +136,25 @@ class Stages:
 
         return diagnose(run_dir, self.corpus_dir / "sdqa", run_dir / "eval" / "sdqa_aura" / "predictions.jsonl",
                         run_dir / "eval" / "sdqa_diagnosis")
+
+    curve_key = "heldout_wer"  # the learning-curve series repro-mini plots
+
+    @property
+    def curve_every(self) -> int:
+        return self.size.curve_every
+
+    @property
+    def curve_limit(self) -> int:
+        return self.size.curve_limit
+
+    @property
+    def repro_steps(self) -> int:
+        return self.size.repro_steps
+
+    def repro_scores(self, run: Path) -> tuple[float, float]:
+        """(held-out WER %, spoken QA %) of one repro-mini run."""
+        return (self.evaluate(run, "asr", "aura")["table"]["wer"]["all"],
+                self.evaluate(run, "sdqa", "aura")["table"]["contains"]["AVG"])
 
     def teacher_curve_wer(self, run_dir: Path, n: int) -> float | None:
         """The cascade's (the teacher's) WER % on the clips the held-out learning curve uses: the first
@@ -320,18 +340,6 @@ def _brief(result: dict) -> str:
     keys = ("final_loss", "heldout_wer", "train_wer", "gold_qa_accuracy", "wall_s")
     return ", ".join(f"{k}={result[k]:.3g}" for k in keys if isinstance(result.get(k), (int, float))) or "cached"
 
-
-def add_arguments(p) -> None:
-    p.add_argument("--out", default="runs/demo", help="where every stage and the report go (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="a smaller miniature for CI (≤3 minutes)")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def main(args) -> int:
-    run_demo(args.out, quick=args.quick, seed=args.seed)
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # make-corpus
 # ---------------------------------------------------------------------------
@@ -362,7 +370,7 @@ ABLATIONS = {  # name → loss overrides (the paper's Tables 3 and 4)
 
 
 def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: bool = False,
-                   ablations: list[str] | None = None, steps: int | None = None) -> Path:
+                   ablations: list[str] | None = None, steps: int | None = None, stages: Stages | None = None) -> Path:
     """Each loss variant × each seed trained to the same step budget from the same frozen pieces, with its
     held-out learning curve; one plot of the curves (mean and min–max over seeds), a final table (held-out
     WER on all test clips, spoken QA) and the paper's orderings checked against the seed spread."""
@@ -371,15 +379,15 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
     from aura_jax.evaluate.curve import plot_wer_curves, read_curve, series
 
     start = time.perf_counter()
-    st = Stages(out, "quick" if quick else "full", 0)
-    st.corpus()
+    st = stages or Stages(out, "quick" if quick else "full", 0)  # the real pair's: demo_real.RealStages
     st.pieces()
+    st.corpus()
     unknown = set(ablations or ()) - set(ABLATIONS)
     if unknown:
         from aura_jax.config import ConfigError
 
         raise ConfigError(f"--ablations {sorted(unknown)}: choose from {list(ABLATIONS)}")
-    budget = steps or st.size.repro_steps
+    budget = steps or st.repro_steps
     scores: dict[str, list[tuple[float, float]]] = {}
     curves: dict[str, list] = {}
     seconds: dict[str, float] = {}
@@ -387,25 +395,24 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
         # the same budget for every run: no plateau stop, so every curve ends at the same step
         overrides = ABLATIONS[name] + [f"steps={budget}", "curve.patience=0",  # warm-up within a short budget:
                                        f"optim.warmup_steps={min(20, budget // 10)}",  # (the cosine needs it)
-                                       f"curve.every={max(1, min(st.size.curve_every, budget // 4))}"]
+                                       f"curve.every={max(1, min(st.curve_every, budget // 4))}"]
         for seed in seeds:
             slug = "_".join(re.findall(r"[a-z]+", name.lower()))
             run, t0 = st.out / "repro_mini" / f"{slug}_seed{seed}", time.perf_counter()
             st.train(run, seed, overrides)
-            wer = st.evaluate(run, "asr", "aura")["table"]["wer"]["all"]
-            qa = st.evaluate(run, "sdqa", "aura")["table"]["contains"]["AVG"]
+            wer, qa = st.repro_scores(run)
             seconds[name + f" seed {seed}"] = _run_seconds(run, time.perf_counter() - t0)
             scores.setdefault(name, []).append((wer, qa))
-            curves.setdefault(name, []).append(series(read_curve(run), "heldout_wer"))
+            curves.setdefault(name, []).append(series(read_curve(run), st.curve_key))
     report = st.out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    teacher = st.teacher_curve_wer(st.out / "run", st.size.curve_limit)
+    teacher = st.teacher_curve_wer(st.out / "run", st.curve_limit)
     plot_wer_curves(curves, report / "repro_mini.png",
-                    {f"cascade (tiny Whisper): {teacher:.1f} %": teacher} if teacher is not None else None,
+                    {f"cascade (Whisper): {teacher:.1f} %": teacher} if teacher is not None else None,
                     title=f"Held-out-voice WER during training, {len(seeds)} seeds per loss", ymax=120)
     lines = [f"# repro-mini: the paper's loss ablations in miniature ({len(seeds)} seeds, {budget} steps each)", "",
              "![learning curves](repro_mini.png)", "",
-             f"Curves: WER on the first {st.size.curve_limit} held-out-voice clips; table: all held-out test "
+             f"Curves: WER on the first {st.curve_limit} held-out-voice clips; table: all held-out test "
              "clips and every spoken question (mean ± std over seeds, [min, max]).", "",
              "| training loss | held-out-voice WER (%) ↓ | spoken QA, held-out voices (%) ↑ |", "|---|---|---|"]
     for name, vals in scores.items():
@@ -454,16 +461,3 @@ def orderings(scores: dict[str, list[tuple[float, float]]]) -> list[str]:
                    + ("the seeds do not overlap" if separated else "within the seed spread: the seeds overlap")
                    + ")")
     return out or ["- (no pair of the paper's orderings was run)"]
-
-
-def add_repro_arguments(p) -> None:
-    p.add_argument("--out", default="runs/demo", help="the demo directory whose corpus and pieces it reuses")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--ablations", nargs="+", default=None, help=f"a subset of {list(ABLATIONS)}")
-    p.add_argument("--steps", type=int, default=None, help="AuRA training steps per run (default: the size's)")
-
-
-def repro_main(args) -> int:
-    run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick, ablations=args.ablations, steps=args.steps)
-    return 0

@@ -19,7 +19,7 @@ def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+        assert cli.main(["demo", "--toy", "--quick", "--out", str(out)]) == 0
     return out, stdout.getvalue()
 
 
@@ -67,14 +67,14 @@ def test_a_second_run_reuses_every_stage(quick_demo, monkeypatch):
               out / "models" / "whisper" / "done.json", out / "run" / "eval" / "sdqa_aura" / "summary.json"]
     before = [p.stat().st_mtime_ns for p in stamps]
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+        assert cli.main(["demo", "--toy", "--quick", "--out", str(out)]) == 0
     assert [p.stat().st_mtime_ns for p in stamps] == before
 
 
 def test_repro_mini_tabulates_mean_and_std_over_seeds(quick_demo):
     out, _ = quick_demo
     with contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(["repro-mini", "--quick", "--out", str(out), "--seeds", "0", "1",
+        assert cli.main(["repro-mini", "--toy", "--quick", "--out", str(out), "--seeds", "0", "1",
                          "--ablations", "CE only", "--steps", "2"]) == 0
     table = (out / "report" / "repro_mini.md").read_text()
     row = next(l for l in table.splitlines() if l.startswith("| CE only |"))

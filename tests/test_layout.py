@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aura_jax"
 # Top-level modules by part; every folder is a part of its own name.
 BASE = {"config", "audio", "tokenizer", "distill", "synth"}  # shared by most parts, import only each other
 LOADING = {"hf", "build", "random_checkpoints"}  # Hugging Face directories -> NNX models (and tiny random ones)
-ENTRY = {"cli", "demo"}
+ENTRY = {"cli", "demo", "demo_real"}
 
 # Which part may import which (besides itself). Nothing imports the entry points, bench or tools but
 # the parts named here; training imports neither evaluation nor anything above it.

@@ -1,0 +1,180 @@
+"""The real-model demo's corpus: templated English spoken by three speech engines, with voices and one
+whole engine held out, and spoken test questions the LLM answers right from the text.
+
+    OUT/asr_train/{validated.tsv, clips/}   TRAIN_VOICES (espeak-ng and flite), augmented (corpus/augment.py)
+    OUT/asr_test_<group>/                   other sentences, clean, one set per voice group (`accent` = voice)
+    OUT/text_qa.jsonl                       questions the LLM answers right, with its own answers as targets
+    OUT/sdqa/dev.parquet                    gold-filtered test questions, one audio column per EVAL_VOICES
+    OUT/corpus.json                         summary; the cache stamp (same parameters → no work)
+
+Voice groups: `trained` voices speak the training sentences; `heldout_voices` are voices of the same
+two engines never trained on; `heldout_engine` is festival, whose voices and synthesis are never heard
+in training. flite's slt and kal are the speakers of festival's two voices, so both are kept out of
+training too: the held-out engine's speakers are unheard as well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from aura_jax.corpus import sentences as text
+from aura_jax.corpus.augment import Augment, augment
+from aura_jax.corpus.common import atomic_dir
+from aura_jax.corpus.make import TSV_COLUMNS, _wav_bytes, voice_column
+
+VERSION = 2  # 2: plural nouns ("sheep", "mice", not "sheeps")
+TRAIN_VOICES = (("espeak-ng", "en-us"), ("espeak-ng", "en-gb"), ("espeak-ng", "en-us+f3"),
+                ("espeak-ng", "en-gb-x-rp"), ("espeak-ng", "en-029"), ("espeak-ng", "en+m3"),
+                ("flite", "awb"), ("flite", "rms"))
+GROUPS = {
+    "trained": (("espeak-ng", "en-us"), ("flite", "awb")),
+    "heldout_voices": (("espeak-ng", "en-gb-scotland"), ("flite", "slt"), ("flite", "kal16")),
+    "heldout_engine": (("festival", "slt_hts"), ("festival", "kal_diphone")),
+}
+ESPEAK_SPEED, ESPEAK_PITCH = (140, 185), (35, 65)
+
+
+def column(engine: str, voice: str) -> str:
+    """The SD-QA audio column of a voice: ("flite", "kal16") → "flite_kal16"."""
+    return voice_column(f"{engine}-{voice}")
+
+
+def group_of(col: str) -> str:
+    return next(g for g, voices in GROUPS.items() if col in {column(*v) for v in voices})
+
+
+def _speak(engine: str, voice: str, sentence: str, rng) -> np.ndarray:
+    from aura_jax.synth import speak, speak_with
+
+    if engine == "espeak-ng":  # espeak-ng alone takes a tempo and pitch: vary them per clip
+        return speak(sentence, voice=voice, speed=int(rng.integers(*ESPEAK_SPEED)), pitch=int(rng.integers(*ESPEAK_PITCH)))
+    return speak_with(engine, voice, sentence)
+
+
+def _clip(job) -> tuple[bytes, dict]:
+    engine, voice, sentence, seed, spec = job
+    rng = np.random.default_rng(seed)
+    wave, done = augment(_speak(engine, voice, sentence, rng), spec, rng)
+    return _wav_bytes(wave), done
+
+
+def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spec: Augment, workers: int) -> list[dict]:
+    """rows: (group, engine, voice, sentence) → CommonVoice layout; returns each clip's augmentation."""
+    from tqdm import tqdm
+
+    (root / "clips").mkdir(parents=True)
+    jobs = [(e, v, s, [seed, i], spec) for i, (_, e, v, s) in enumerate(rows)]
+    with ThreadPoolExecutor(workers) as pool:
+        clips = list(tqdm(pool.map(_clip, jobs), total=len(jobs), desc=root.name, leave=False, disable=len(jobs) < 50))
+    with open(root / "validated.tsv", "w", encoding="utf-8", newline="") as f:
+        f.write("\t".join(TSV_COLUMNS) + "\n")
+        for i, ((group, e, v, s), (data, _)) in enumerate(zip(rows, clips)):
+            name = f"{root.name}_{i:06d}.wav"
+            (root / "clips" / name).write_bytes(data)
+            f.write("\t".join((group, name, s, "2", "0", "", "", column(e, v), "en")) + "\n")
+    return [done for _, done in clips]
+
+
+def _write_sdqa(path: Path, questions: list[tuple[str, list[str], str]], seed: int, workers: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    voices = [v for group in GROUPS.values() for v in group]
+    jobs = [(e, v, q, [seed, 9, i, j], Augment.none()) for i, (q, _, _) in enumerate(questions)
+            for j, (e, v) in enumerate(voices)]
+    with ThreadPoolExecutor(workers) as pool:
+        wavs = iter([data for data, _ in pool.map(_clip, jobs)])
+    cells: dict = {column(*v): [] for v in voices}
+    for i in range(len(questions)):
+        for v in voices:
+            cells[column(*v)].append({"bytes": next(wavs), "path": f"q{i:04d}_{column(*v)}.wav"})
+    audio = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({"id": [f"q{i:04d}" for i in range(len(questions))], "question": [q for q, _, _ in questions],
+                      "answers": [a for _, a, _ in questions], "kind": [k for _, _, k in questions],
+                      **{k: pa.array(v, audio) for k, v in cells.items()}})
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+
+
+def _llm_answers(llm_dir: str, questions: list[str], system: str, instruction: str, max_new_tokens: int) -> list[str]:
+    """The LLM's greedy answers to text questions (PyTorch, transformers), prompted as eval's gold is."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32).eval()
+    out = []
+    for q in questions:
+        ids = tok.apply_chat_template([{"role": "system", "content": system},
+                                       {"role": "user", "content": f"{q}\n{instruction}"}], add_generation_prompt=True,
+                                      return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+        out.append(tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return out
+
+
+def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 1500, num_test_sentences: int = 30,
+                       max_questions: int | None = None,
+                       max_text_qa: int | None = None, seed: int = 0,
+                       spec: Augment = Augment(), instruction: str = "Give a simple one sentence answer.",
+                       system: str = "You are a helpful assistant.", workers: int = 2, log=print) -> dict:
+    """Write the corpus (module docstring); returns its summary (also corpus.json). Cached by parameters;
+    written to a temporary sibling and renamed, so a crash leaves no half-written corpus."""
+    from aura_jax.evaluate.metrics import contains
+    from aura_jax.synth import espeak_available
+
+    out = Path(out_dir)
+    params = {"version": VERSION, "seed": int(seed), "llm": str(llm_dir), "num_train_sentences": num_train_sentences,
+              "num_test_sentences": num_test_sentences, "max_questions": max_questions, "max_text_qa": max_text_qa,
+              "augment": [list(x) if isinstance(x, tuple) else x for x in vars(spec).values()],
+              "instruction": instruction, "system": system}
+    stamp = out / "corpus.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
+        return json.loads(stamp.read_text())
+    if not espeak_available():
+        raise RuntimeError("the real-model corpus needs espeak-ng, flite and festival: bash scripts/setup_env.sh "
+                           "(apt-get install espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k)")
+    start = time.perf_counter()
+    questions = text.TEST_QUESTIONS[:max_questions] if max_questions else text.TEST_QUESTIONS
+    log(f"gold filter: the LLM reads {len(questions)} test questions")
+    gold = _llm_answers(llm_dir, [q for q, _, _ in questions], system, instruction, 32)
+    kept = [q for q, g in zip(questions, gold) if contains(g, q[1])]
+    candidates = text.text_qa_candidates()[:max_text_qa]
+    log(f"text QA: the LLM answers {len(candidates)} training questions")
+    answers = _llm_answers(llm_dir, [q for q, _ in candidates], system, instruction, 32)
+    text_qa = [(q, a) for (q, refs), a in zip(candidates, answers) if contains(a, refs)]
+    pool = text.sentences(seed, num_train_sentences + num_test_sentences * len(GROUPS),
+                          exclude=[q for q, _, _ in text.TEST_QUESTIONS])
+    train_rows = [("trained", *TRAIN_VOICES[i % len(TRAIN_VOICES)], s) for i, s in enumerate(pool[:num_train_sentences])]
+    test_rows = []
+    for g, (group, voices) in enumerate(GROUPS.items()):
+        chunk = pool[num_train_sentences + g * num_test_sentences:num_train_sentences + (g + 1) * num_test_sentences]
+        test_rows += [(group, *voices[i % len(voices)], s) for i, s in enumerate(chunk)]
+    with atomic_dir(out) as tmp:
+        log(f"speech: {len(train_rows)} training clips, {len(test_rows)} test clips, {len(kept)} questions × "
+            f"{sum(map(len, GROUPS.values()))} voices")
+        done = _write_asr(tmp / "asr_train", train_rows, seed, spec, workers)
+        for group in GROUPS:  # one set per group: eval scores each, the learning curves read their first clips
+            _write_asr(tmp / f"asr_test_{group}", [r for r in test_rows if r[0] == group], seed + 1,
+                       Augment.none(), workers)
+        with open(tmp / "text_qa.jsonl", "w", encoding="utf-8") as f:
+            for q, a in text_qa:
+                f.write(json.dumps({"question": f"{q}\n{instruction}", "answer": a}) + "\n")
+        _write_sdqa(tmp / "sdqa" / "dev.parquet", kept, seed, workers)
+        summary = {"params": params, "train_voices": [column(*v) for v in TRAIN_VOICES],
+                   "groups": {g: [column(*v) for v in vs] for g, vs in GROUPS.items()},
+                   "gold": [{"question": q, "answers": a, "kind": k, "gold": g, "kept": (q, a, k) in kept}
+                            for (q, a, k), g in zip(questions, gold)],
+                   "counts": {"asr_train": len(train_rows), "asr_test": len(test_rows), "text_qa": len(text_qa),
+                              "text_qa_candidates": len(candidates), "test_questions": len(questions),
+                              "sdqa_questions": len(kept), "sdqa_items": len(kept) * sum(map(len, GROUPS.values()))},
+                   "augmented": {k: sum(k in d for d in done) for k in ("speed", "band", "snr_db")},
+                   "seconds": round(time.perf_counter() - start, 1)}
+        (tmp / "corpus.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,368 @@
+"""`aura-jax demo` on the real pair: SmolLM2-135M-Instruct learns to hear from Whisper tiny.en.
+
+    models  → `aura-jax fetch-models` (cached), or --llm / --whisper directories of one's own
+    corpus  → templated English spoken by espeak-ng and flite voices (augmented); the gold-filtered
+              test questions and held-out sentences spoken by every voice group (corpus/spoken.py)
+    train   → AuRA with configs/demo_real.yaml, learning curves on each voice group's test clips
+    eval    → ASR WER per voice group (AuRA, Whisper tiny.en) and spoken QA (AuRA hears / cascade /
+              gold / AuRA reads the text), each per voice group: trained voices, held-out voices,
+              held-out engine (festival)
+    diagnose, export → as the toy demo (demo.py)
+    report  → OUT/report/results.md, opening with the learning curves
+
+Every stage is cached under OUT. `--steps N` trains longer (a resumed run continues to N)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from aura_jax.demo import (ABLATIONS, QA_INSTRUCTION, REPO_CONFIGS, Stages, diagnosis_table, hearing_lines,
+                           run_repro_mini)
+
+DEFAULT_MODELS = Path(".cache/models")
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSize:
+    corpus: dict
+    train_steps: int
+    repro_steps: int  # AuRA steps per repro-mini run (15 runs)
+    curve_every: int
+    curve_limit: int  # clips per voice group in each learning-curve evaluation
+    overrides: tuple[str, ...] = ()  # of configs/demo_real.yaml
+
+
+REAL_SIZES = {
+    "full": RealSize(corpus=dict(num_train_sentences=1500, num_test_sentences=30), train_steps=150,
+                     repro_steps=150, curve_every=50, curve_limit=12),
+    "quick": RealSize(corpus=dict(num_train_sentences=16, num_test_sentences=3, max_questions=2, max_text_qa=6), train_steps=4,
+                      repro_steps=2, curve_every=4, curve_limit=2,
+                      # one audio shape and batch 2: few compilations (CI), every stage still runs
+                      overrides=("batch_size=2", "data.audio_buckets=[600]", "data.speech_fraction=0.5",
+                                 "optim.warmup_steps=1")),
+}
+
+
+class RealStages(Stages):
+    """The toy demo's stages (caching, training, diagnosis) with the real models and the spoken corpus."""
+
+    def __init__(self, out, size: str = "full", seed: int = 0, *, llm: str | None = None, whisper: str | None = None,
+                 models_dir: str | Path = DEFAULT_MODELS, steps: int | None = None, log=print):
+        super().__init__(out, "quick" if size == "quick" else "full", seed, log)
+        self.real = REAL_SIZES[size]
+        self.steps = steps or self.real.train_steps
+        self.models_dir = Path(models_dir)
+        self.lm_dir = Path(llm) if llm else self.models_dir / "smollm2-135m-instruct"
+        self.whisper_dir = Path(whisper) if whisper else self.models_dir / "whisper-tiny.en"
+        self.fetch = not (llm and whisper)
+
+    curve_key = "heldout_voices_wer"
+
+    @property
+    def curve_every(self) -> int:
+        return self.real.curve_every
+
+    @property
+    def curve_limit(self) -> int:
+        return self.real.curve_limit
+
+    @property
+    def repro_steps(self) -> int:
+        return self.real.repro_steps
+
+    def repro_scores(self, run: Path) -> tuple[float, float]:
+        """(WER %, spoken QA %) of one repro-mini run, both on the held-out voices."""
+        qa = group_qa(self.evaluate(run, "sdqa", "aura"), self.groups())["heldout_voices"]
+        return self.evaluate(run, "asr", "aura", "heldout_voices")["table"]["wer"]["all"], qa
+
+    def eval_dir(self, run_dir: Path) -> Path:
+        """Evaluations of the run's latest checkpoint (a run continued with a larger `--steps` is evaluated afresh)."""
+        return run_dir / "eval" / f"step{latest_step(run_dir)}"
+
+    def diagnose(self, run_dir: Path) -> dict:
+        from aura_jax.evaluate.diagnose import diagnose
+
+        ev = self.eval_dir(run_dir)
+        return diagnose(run_dir, self.corpus_dir / "sdqa", ev / "sdqa_aura" / "predictions.jsonl", ev / "sdqa_diagnosis")
+
+    def audio_use(self, run_dir: Path) -> dict:
+        """Teacher-forced CE with each clip's own audio vs another's, per voice group (evaluate/audio_use.py)."""
+        from aura_jax.evaluate.audio_use import audio_use
+
+        path = self.eval_dir(run_dir) / "audio_use.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({g: audio_use(str(run_dir), str(self.corpus_dir / f"asr_test_{g}"), batches=3,
+                                                     batch_size=4) for g in self.groups()}, indent=1))
+        return json.loads(path.read_text())
+
+    def teacher_curve_wer(self, run_dir: Path, n: int, group: str = "heldout_voices") -> float | None:
+        """Whisper tiny.en's WER % on the clips a group's learning curve reads (its first n test clips)."""
+        from aura_jax.evaluate.metrics import asr_scores
+
+        path = self.eval_dir(run_dir) / f"asr_cascade_{group}" / "predictions.jsonl"
+        if not path.exists():
+            return None
+        rows = [json.loads(line) for line in path.read_text().splitlines()[:n] if line.strip()]
+        return 100 * asr_scores([r["prediction"] for r in rows], [r["references"][0] for r in rows])["wer"]
+
+    def pieces(self) -> tuple[dict, dict]:
+        """The pretrained pair: fetched once into models_dir (aura-jax fetch-models), never trained here."""
+        from aura_jax.convert.fetch import fetch_models
+        from aura_jax.hf import read_config
+
+        if self.fetch:
+            self._timed("models", lambda: fetch_models(self.models_dir))
+        return read_config(self.lm_dir), read_config(self.whisper_dir)
+
+    def corpus(self) -> dict:
+        from aura_jax.corpus.spoken import make_spoken_corpus
+
+        return self._timed("corpus", lambda: make_spoken_corpus(self.corpus_dir, str(self.lm_dir), seed=self.seed,
+                                                                log=self.log, **self.real.corpus))
+
+    def groups(self) -> dict[str, list[str]]:
+        return json.loads((self.corpus_dir / "corpus.json").read_text())["groups"]
+
+    def config(self, run_dir: Path, seed: int, overrides: list[str] = ()):
+        from aura_jax.config import load_config
+
+        sets = ", ".join(f"{g}: {self.corpus_dir / f'asr_test_{g}'}" for g in self.groups())
+        return load_config(REPO_CONFIGS / "demo_real.yaml", [
+            f"model.llm={self.lm_dir}", f"model.teacher={self.whisper_dir}",
+            f"data.speech.0.path={self.corpus_dir / 'asr_train'}", f"data.text.0.path={self.corpus_dir / 'text_qa.jsonl'}",
+            f"run_dir={run_dir}", f"steps={self.steps}", f"seed={seed}", f"curve.every={self.real.curve_every}",
+            f"curve.limit={self.real.curve_limit}", f"curve.batch_size={min(8, 2 * self.real.curve_limit)}",
+            "curve.patience=0", f"curve.sets={{{sets}}}", *self.real.overrides, *overrides])
+
+    def evaluate(self, run_dir: Path, task: str, system: str, group: str | None = None) -> dict:
+        from aura_jax.evaluate.harness import run_eval
+
+        out = self.eval_dir(run_dir) / (f"{task}_{system}" + (f"_{group}" if group else ""))
+        if (out / "summary.json").exists():
+            return json.loads((out / "summary.json").read_text())
+        data = self.corpus_dir / (f"asr_test_{group}" if task == "asr" else "sdqa")
+        return run_eval(str(run_dir), task, str(data), system=system, batch_size=8, out=str(out),
+                        whisper=str(self.whisper_dir), max_new_tokens=32 if task == "asr" else 24, progress=True)
+
+
+def latest_step(run_dir: Path) -> int | None:
+    from aura_jax.training.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(Path(run_dir) / "checkpoints", async_save=False)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+SYSTEMS = (("aura", "AuRA hears the question"), ("cascade", "cascade (Whisper tiny.en → SmolLM2)"),
+           ("gold", "gold (SmolLM2 reads the question)"), ("text", "AuRA reads the text question (SmolLM2 + LoRA)"))
+
+
+def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, steps: int | None = None,
+                  llm: str | None = None, whisper: str | None = None, models_dir: str | Path = DEFAULT_MODELS) -> dict:
+    from aura_jax.training.distributed import enable_compilation_cache
+
+    start, load = time.perf_counter(), os.getloadavg()
+    # every evaluation builds its system afresh: identical programs (a group's ASR, the text systems) then
+    # come from the persistent cache instead of compiling again
+    enable_compilation_cache("~/.cache/aura_jax/xla")
+    st = RealStages(out, "quick" if quick else "full", seed, llm=llm, whisper=whisper, models_dir=models_dir,
+                    steps=steps)
+    st.pieces()
+    corpus = st.corpus()
+    run = st._timed("train", lambda: st.train(st.out / "run", seed))
+    groups = list(st.groups())
+    results = st._timed("eval", lambda: {
+        **{("asr", s, g): st.evaluate(run, "asr", s, g) for g in groups for s in ("aura", "cascade")},
+        **{("sdqa", s, None): st.evaluate(run, "sdqa", s) for s, _ in SYSTEMS}})
+    diagnosis = st._timed("diagnose", lambda: {**st.diagnose(run), "audio_use": st.audio_use(run)})
+    heard = st._timed("export", lambda: listen(st, run))
+    st.times["total"] = time.perf_counter() - start
+    st.load = (load, os.getloadavg())  # 1/5/15-minute load averages at the start and at the end
+    report = write_real_report(st, corpus, results, heard, diagnosis, quick)
+    print(report.read_text())
+    print(f"report: {report.parent}")
+    return {"results": results, "heard": heard, "times": st.times, "report": str(report)}
+
+
+def listen(st: RealStages, run: Path) -> dict:
+    """Merged float32 export, then one held-out-engine question through AuraSpeechLM in PyTorch."""
+    from aura_jax.evaluate.datasets import read_sdqa
+    from aura_jax.torch import AuraSpeechLM
+    from aura_jax.torch.export import export
+
+    target = st.out / "export"
+    made = target / "aura_config.json"
+    if made.exists() and json.loads(made.read_text()).get("step") != latest_step(run):  # of a shorter run
+        shutil.rmtree(target)
+    if not made.exists():
+        export(run, st.lm_dir, target, format="merged", dtype="float32")
+    engine = st.groups()["heldout_engine"]
+    item = next(it for it in read_sdqa(st.corpus_dir / "sdqa") if it.dialect in engine)
+    lm = AuraSpeechLM.from_pretrained(target)
+    wave = item.audio.load()
+    config = json.loads((target / "aura_config.json").read_text())
+    heard = lm.generate(wave, config["prompt"]["asr_instruction"], max_new_tokens=32).strip()
+    answer = lm.generate(wave, QA_INSTRUCTION, max_new_tokens=24).strip()
+    return {"voice": item.dialect, "question": item.question, "heard": heard, "answer": answer,
+            "references": item.references}
+
+
+def group_qa(summary: dict, groups: dict[str, list[str]]) -> dict[str, float]:
+    """Spoken-QA accuracy (%, "contains") per voice group: the mean over the group's voices."""
+    per = summary["table"]["contains"]
+    out = {g: sum(per[c] for c in cols) / len(cols) for g, cols in groups.items() if all(c in per for c in cols)}
+    out["all"] = per["AVG"]
+    return out
+
+
+GROUP_NAMES = {"trained": "trained voices", "heldout_voices": "held-out voices", "heldout_engine": "held-out engine"}
+
+
+def audio_use_lines(use: dict) -> list[str]:
+    return ["Does AuRA use the audio? Teacher-forced CE per transcript token on held-out sentences, each clip's own "
+            "audio against another clip's (nats; equal means it has learned the sentences' language, not to hear): "
+            + "; ".join(f"{GROUP_NAMES[g]} {u['ce_own_audio']:.3f} vs {u['ce_other_audio']:.3f} (gap {u['gap']:.3f}, "
+                        f"{u['rows']} clips)" for g, u in use.items()) + ".", ""]
+
+
+def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, diagnosis: dict, quick: bool) -> Path:
+    from aura_jax.evaluate.curve import plot_wer_curves, read_curve, series
+    from aura_jax.training.metrics import plot_losses
+
+    report = st.out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    run = st.out / "run"
+    groups = st.groups()
+    curve = read_curve(run)
+    n = st.curve_limit
+    teacher = {g: st.teacher_curve_wer(run, n, g) for g in groups}
+    plot_wer_curves({f"AuRA, {GROUP_NAMES[g]}": [series(curve, f"{g}_wer")] for g in groups},
+                    report / "learning_curve.png",
+                    {f"Whisper tiny.en, {GROUP_NAMES[g]}: {w:.1f} %": w for g, w in teacher.items() if w is not None},
+                    title=f"AuRA's WER during training ({n} clips per voice group)", ymax=150)
+    plot_losses(run / "metrics.jsonl", report / "aura_loss.png")
+    asr = []
+    for g in groups:
+        a, c = results[("asr", "aura", g)], results[("asr", "cascade", g)]
+        wa, wc = a["table"]["wer"]["all"], c["table"]["wer"]["all"]
+        asr.append(f"| {GROUP_NAMES[g]} | {a['scored']} | {wa:.1f} | {wc:.1f} | {wa / max(wc, 1e-9):.2f} | "
+                   f"{a['latency_s_per_sample']:.3f} | {c['latency_s_per_sample']:.3f} |")
+    qa = []
+    for s, name in SYSTEMS:
+        r = results[("sdqa", s, None)]
+        per = group_qa(r, groups)
+        qa.append(f"| {name} | " + " | ".join(f"{per[g]:.1f}" for g in [*groups, "all"]) +
+                  f" | {r['latency_s_per_sample']:.3f} |")
+    final = curve[-1] if curve else {}
+    counts = corpus["counts"]
+    kept = [g for g in corpus["gold"] if g["kept"]]
+    kinds = {}
+    for g in kept:
+        kinds[g["kind"]] = kinds.get(g["kind"], 0) + 1
+    computed = {k: v for k, v in st.computed_times().items() if k != "total"}
+    cfg = st.config(run, st.seed)
+    lines = [
+        f"# aura-jax demo{' --quick' if quick else ''}: SmolLM2-135M-Instruct learns to hear from Whisper tiny.en", "",
+        "![learning curves](learning_curve.png)", "",
+        f"AuRA's WER during training on the first {n} test clips of each voice group, every "
+        f"{st.curve_every} steps; dashed: Whisper tiny.en (the teacher, and the cascade's ASR) on the same clips."
+        + (" Last point: step {}: ".format(final["step"]) +
+           ", ".join(f"{GROUP_NAMES[g]} {final[f'{g}_wer']:.1f} %" for g in groups if f"{g}_wer" in final) + "."
+           if final else ""), "",
+        f"Recipe: K={cfg.lora.num_layers} adapted layers of 30, LoRA rank {cfg.lora.rank}, patches of "
+        f"{cfg.audio.patch_frames} mel frames, teacher layers {cfg.distill.teacher_layers}, lr "
+        f"{cfg.optim.learning_rate:g} ({cfg.optim.schedule}), {st.steps} steps of batch {cfg.batch_size}, "
+        f"speech fraction {cfg.data.speech_fraction}.", "",
+        f"Corpus: {counts['asr_train']} training clips ({', '.join(corpus['train_voices'])}; augmented: "
+        f"{corpus['augmented']}), {counts['text_qa']} text-QA pairs the LLM answers right (of "
+        f"{counts['text_qa_candidates']}), {counts['sdqa_questions']} spoken test questions the LLM answers right "
+        f"from the text (of {counts['test_questions']}; {kinds}). Voice groups: "
+        + "; ".join(f"{GROUP_NAMES[g]}: {', '.join(v)}" for g, v in groups.items()) + ".", "",
+        "## ASR: WER % per voice group (held-out sentences)", "",
+        "| voices | clips | AuRA | Whisper tiny.en | AuRA / Whisper | AuRA s/clip | Whisper s/clip |",
+        "|---|---|---|---|---|---|---|", *asr, "",
+        "## Spoken QA: answer contains the reference, % (gold-filtered questions)", "",
+        "| system | " + " | ".join(GROUP_NAMES.get(g, g) for g in [*groups, "all"]) + " | s / answer |",
+        "|---" * (len(groups) + 3) + "|", *qa, "",
+        "Gold is below 100 % on spoken items only where a question's text row differs from the corpus's gold "
+        "filter (the same LLM, prompt and greedy decoding in JAX rather than PyTorch).", "",
+        "## What AuRA does with each spoken question", "", *diagnosis_table(diagnosis), "",
+        *hearing_lines(diagnosis.get("hearing")), *audio_use_lines(diagnosis["audio_use"]),
+        "## One held-out-engine question through the exported PyTorch model", "",
+        f"voice {heard['voice']}, question {heard['question']!r}: heard {heard['heard']!r}, answered "
+        f"{heard['answer']!r} (reference {heard['references']}).", "",
+        "## Wall time (s)", "", "| | " + " | ".join(st.times) + " |", "|---" * (len(st.times) + 1) + "|",
+        "| this run | " + " | ".join(f"{v:.0f}" for v in st.times.values()) + " |",
+        "| each stage when it last did its work | " + " | ".join(
+            f"{computed[k]:.0f}" if k in computed else "–" for k in st.times if k != "total")
+        + f" | {sum(computed.values()):.0f} (sum) |", "",
+        f"Load average (1, 5, 15 min) at the start {[round(x, 2) for x in st.load[0]]}, at the end "
+        f"{[round(x, 2) for x in st.load[1]]}; {os.cpu_count()} CPUs.", "",
+        "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed} "
+        f"--steps {st.steps}",
+        f"    aura-jax eval {run} --task sdqa --data {st.corpus_dir / 'sdqa'} --out /tmp/sdqa_aura",
+        f"    aura-jax eval {run} --task sdqa --system cascade --whisper {st.whisper_dir} --data {st.corpus_dir / 'sdqa'} "
+        "--out /tmp/sdqa_cascade",
+        f"    aura-jax infer {st.out / 'export'} --audio CLIP.wav --prompt {QA_INSTRUCTION!r}", ""]
+    path = report / "results.md"
+    path.write_text("\n".join(lines))
+    (report / "results.json").write_text(json.dumps({
+        "asr": {g: {"aura": results[("asr", "aura", g)]["table"]["wer"]["all"],
+                    "whisper": results[("asr", "cascade", g)]["table"]["wer"]["all"]} for g in groups},
+        "sdqa": {s: group_qa(results[("sdqa", s, None)], groups) for s, _ in SYSTEMS},
+        "latency_s": {s: results[("sdqa", s, None)]["latency_s_per_sample"] for s, _ in SYSTEMS},
+        "audio_use": diagnosis["audio_use"], "curve": curve, "teacher_curve_wer": teacher, "times": st.times, "steps": st.steps}, indent=1))
+    return path
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", default="runs/demo", help="where every stage and the report go (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="minute-scale sizes for CI (a smoke test, not a result)")
+    p.add_argument("--toy", action="store_true", help="the miniature instead: a tiny LM and a tiny Whisper trained "
+                   "here on espeak-ng speech (docs/DEMO.md, 'The toy stack')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="AuRA training steps (default: the size's; a longer "
+                   "run resumes from the cached one)")
+    p.add_argument("--llm", default=None, help="a Hugging Face Llama/Qwen2 instruct directory instead of SmolLM2")
+    p.add_argument("--whisper", default=None, help="a Hugging Face Whisper directory instead of tiny.en")
+    p.add_argument("--models", default=str(DEFAULT_MODELS), help="where fetch-models puts the pair")
+
+
+def main(args) -> int:
+    if args.toy:
+        from aura_jax.demo import run_demo
+
+        run_demo(args.out, quick=args.quick, seed=args.seed)
+        return 0
+    if bool(args.llm) != bool(args.whisper):
+        from aura_jax.config import ConfigError
+
+        raise ConfigError("--llm and --whisper go together (the corpus's gold filter and the teacher are a pair)")
+    run_real_demo(args.out, quick=args.quick, seed=args.seed, steps=args.steps, llm=args.llm, whisper=args.whisper,
+                  models_dir=args.models)
+    return 0
+
+
+def add_repro_arguments(p) -> None:
+    p.add_argument("--out", default="runs/demo", help="the demo directory whose corpus and models it reuses")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--toy", action="store_true", help="the miniature's pieces (aura-jax demo --toy)")
+    p.add_argument("--ablations", nargs="+", default=None, help=f"a subset of {list(ABLATIONS)}")
+    p.add_argument("--steps", type=int, default=None, help="AuRA training steps per run (default: the size's)")
+    p.add_argument("--models", default=str(DEFAULT_MODELS), help="where fetch-models puts the pair")
+
+
+def repro_main(args) -> int:
+    stages = None if args.toy else RealStages(args.out, "quick" if args.quick else "full", 0, models_dir=args.models)
+    run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick, ablations=args.ablations, steps=args.steps,
+                   stages=stages)
+    return 0

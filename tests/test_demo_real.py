@@ -1,0 +1,123 @@
+"""`aura-jax demo --quick` on the real pair (SmolLM2-135M-Instruct hears from Whisper tiny.en), end to
+end: fetched models → spoken corpus → AuRA with learning curves per voice group → ASR and spoken QA
+per voice group for AuRA, the cascade, gold and AuRA reading the text → diagnosis → PyTorch export →
+report; then a second run that does no work. A smoke test of the stages (4 steps), not a result."""
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from aura_jax import cli
+from aura_jax.synth import espeak_available
+
+pytestmark = pytest.mark.skipif(not espeak_available(), reason="the corpus is spoken by espeak-ng, flite, festival")
+GROUPS = ("trained", "heldout_voices", "heldout_engine")
+
+
+@pytest.fixture(scope="module")
+def real_demo(real_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_demo")
+    models = real_models["smollm2-135m-instruct"].parent
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["demo", "--quick", "--out", str(out), "--models", str(models)]) == 0
+    return out, models
+
+
+def test_the_report_opens_with_the_curves_and_holds_every_table(real_demo):
+    out, _ = real_demo
+    report = (out / "report" / "results.md").read_text()
+    assert report.splitlines()[2] == "![learning curves](learning_curve.png)"
+    assert (out / "report" / "learning_curve.png").stat().st_size > 0
+    for section in ("## ASR: WER % per voice group", "## Spoken QA", "## What AuRA does with each spoken question",
+                    "## One held-out-engine question through the exported PyTorch model", "## Wall time"):
+        assert section in report
+    for row in ("| trained voices |", "| held-out voices |", "| held-out engine |", "| AuRA hears the question |",
+                "| cascade (Whisper tiny.en → SmolLM2) |", "| gold (SmolLM2 reads the question) |",
+                "| AuRA reads the text question (SmolLM2 + LoRA) |", "| answers correctly |"):
+        assert row in report
+    results = json.loads((out / "report" / "results.json").read_text())
+    assert set(results["asr"]) == set(GROUPS) and set(results["sdqa"]) == {"aura", "cascade", "gold", "text"}
+    assert all(set(v) == {*GROUPS, "all"} for v in results["sdqa"].values())
+    # the real cascade hears festival's held-out voices (Whisper tiny.en was not trained here)
+    assert all(results["asr"][g]["whisper"] < 60 for g in GROUPS)
+
+
+def test_learning_curves_cover_every_voice_group(real_demo):
+    out, _ = real_demo
+    curve = [json.loads(line) for line in (out / "run" / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [4]
+    assert all(r[f"{g}_wer"] >= 0 for r in curve for g in GROUPS)
+
+
+def test_per_group_numbers_come_from_the_per_voice_tables(real_demo):
+    from aura_jax.demo_real import group_qa
+
+    out, _ = real_demo
+    corpus = json.loads((out / "corpus" / "corpus.json").read_text())
+    summary = json.loads((out / "run" / "eval" / "step4" / "sdqa_cascade" / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "run" / "eval" / "step4" / "sdqa_cascade" / "predictions.jsonl").read_text().splitlines()]
+    per = group_qa(summary, corpus["groups"])
+    for group, voices in corpus["groups"].items():  # recomputed from the predictions, row by row
+        mine = [r["scores"]["contains"] for r in rows if r["dialect"] in voices]
+        assert per[group] == pytest.approx(100 * sum(mine) / len(mine))
+
+
+def test_a_second_run_reuses_every_stage(real_demo, monkeypatch):
+    import aura_jax.torch.export as export
+    import aura_jax.training.train as train
+
+    out, models = real_demo
+
+    def redo(*args, **kwargs):
+        raise AssertionError("a cached stage ran again")
+
+    monkeypatch.setattr(train, "train", redo)
+    monkeypatch.setattr(export, "export", redo)
+    stamps = [out / "corpus" / "corpus.json", out / "run" / "eval" / "step4" / "sdqa_aura" / "summary.json",
+              out / "run" / "eval" / "step4" / "asr_cascade_heldout_engine" / "summary.json"]
+    before = [p.stat().st_mtime_ns for p in stamps]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["demo", "--quick", "--out", str(out), "--models", str(models)]) == 0
+    assert [p.stat().st_mtime_ns for p in stamps] == before
+
+
+def test_an_own_llm_needs_its_whisper_too(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path), "--llm", str(tmp_path)]) == 2
+    assert "--llm and --whisper go together" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_repro_mini_runs_on_the_real_pair_and_scores_the_held_out_voices(real_demo):
+    out, models = real_demo
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["repro-mini", "--quick", "--out", str(out), "--models", str(models), "--seeds", "0",
+                         "--ablations", "CE only", "--steps", "2"]) == 0
+    table = (out / "report" / "repro_mini.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| CE only |"))
+    run = out / "repro_mini" / "ce_only_seed0"
+    wer = json.loads((run / "eval" / "step2" / "asr_aura_heldout_voices" / "summary.json").read_text())["table"]["wer"]["all"]
+    assert f"{wer:.1f} ± 0.0" in row and (out / "report" / "repro_mini.png").stat().st_size > 0
+
+
+def test_audio_use_is_zero_exactly_when_every_row_hears_the_same_clip(real_demo, tmp_path):
+    """Rolling the batch's audio changes nothing when all clips are one clip; with distinct clips the
+    (barely trained) student's CE moves."""
+    import shutil
+
+    from aura_jax.evaluate.audio_use import audio_use
+
+    out, _ = real_demo
+    source = out / "corpus" / "asr_test_heldout_voices"
+    same = tmp_path / "same"
+    shutil.copytree(source, same)
+    clips = sorted((same / "clips").iterdir())
+    for clip in clips[1:]:
+        shutil.copy(clips[0], clip)
+    run = out / "run"
+    flat = audio_use(str(run), str(same), batches=1, batch_size=2)
+    assert flat["gap"] == 0.0 and flat["rows"] == 2 and flat["ce_own_audio"] > 0
+    moved = audio_use(str(run), str(source), batches=1, batch_size=2)
+    assert moved["gap"] != 0.0 and moved["ce_own_audio"] != flat["ce_own_audio"]
+    report = json.loads((out / "report" / "results.json").read_text())
+    assert set(report["audio_use"]) == set(GROUPS)
