@@ -97,8 +97,9 @@ class RealStages(Stages):
         path = self.eval_dir(run_dir) / "audio_use.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+            size = 4 if self.real.corpus["num_test_sentences"] >= 8 else 2  # quick: 3 clips per group
             path.write_text(json.dumps({g: audio_use(str(run_dir), str(self.corpus_dir / f"asr_test_{g}"), batches=3,
-                                                     batch_size=4) for g in self.groups()}, indent=1))
+                                                     batch_size=size) for g in self.groups()}, indent=1))
         return json.loads(path.read_text())
 
     def teacher_curve_wer(self, run_dir: Path, n: int, group: str = "heldout_voices") -> float | None:
