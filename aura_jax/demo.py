@@ -242,7 +242,6 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool, d
            ("gold", "gold transcript (base LM reads the question)"),
            ("text", "AuRA reads the text question (LM + LoRA)")) if ("sdqa", s) in results]
     final = curve[-1] if curve else {}
-    computed = {k: v for k, v in st.computed_times().items() if k != "total"}
     lines = [
         f"# aura-jax demo{' --quick' if quick else ''}", "",
         "![learning curve](learning_curve.png)", "",
@@ -264,11 +263,7 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool, d
         "## One held-out clip through the exported PyTorch model", "",
         f"voice {heard['voice']}, question {heard['question']!r}: heard {heard['heard']!r}, "
         f"answered {heard['answer']!r} (reference {heard['references']}).", "",
-        "## Wall time (s)", "", "| | " + " | ".join(st.times) + " |", "|---" * (len(st.times) + 1) + "|",
-        "| this run | " + " | ".join(f"{v:.0f}" for v in st.times.values()) + " |",
-        "| each stage when it last did its work | " + " | ".join(
-            f"{computed[k]:.0f}" if k in computed else "–" for k in st.times if k != "total")
-        + f" | {sum(computed.values()):.0f} (sum) |", "",
+        *wall_time_lines(st),
         "Cached stages take ~0 s on a second run. Loss curves: aura_loss.png, pretraining_loss.png.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed}",
         f"    aura-jax eval {st.out / 'run'} --task sdqa --data {st.corpus_dir / 'sdqa'}",
@@ -278,6 +273,16 @@ def write_report(st: Stages, corpus, lm, whisper, results, heard, quick: bool, d
     path = report / "results.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def wall_time_lines(st: Stages) -> list[str]:
+    """Markdown: each stage's time in this run, and when it last did its work (a cached stage takes ~0 s)."""
+    computed = {k: v for k, v in st.computed_times().items() if k != "total"}
+    return ["## Wall time (s)", "", "| | " + " | ".join(st.times) + " |", "|---" * (len(st.times) + 1) + "|",
+            "| this run | " + " | ".join(f"{v:.0f}" for v in st.times.values()) + " |",
+            "| each stage when it last did its work | " + " | ".join(
+                f"{computed[k]:.0f}" if k in computed else "–" for k in st.times if k != "total")
+            + f" | {sum(computed.values()):.0f} (sum) |", ""]
 
 
 def diagnosis_table(summary: dict) -> list[str]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from aura_jax.demo import (ABLATIONS, QA_INSTRUCTION, REPO_CONFIGS, Stages, diagnosis_table, hearing_lines,
-                           run_repro_mini)
+                           run_repro_mini, wall_time_lines)
 
 DEFAULT_MODELS = Path(".cache/models")
 
@@ -268,7 +268,6 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
     kinds = {}
     for g in kept:
         kinds[g["kind"]] = kinds.get(g["kind"], 0) + 1
-    computed = {k: v for k, v in st.computed_times().items() if k != "total"}
     cfg = st.config(run, st.seed)
     lines = [
         f"# aura-jax demo{' --quick' if quick else ''}: SmolLM2-135M-Instruct learns to hear from Whisper tiny.en", "",
@@ -300,11 +299,7 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         "## One held-out-engine question through the exported PyTorch model", "",
         f"voice {heard['voice']}, question {heard['question']!r}: heard {heard['heard']!r}, answered "
         f"{heard['answer']!r} (reference {heard['references']}).", "",
-        "## Wall time (s)", "", "| | " + " | ".join(st.times) + " |", "|---" * (len(st.times) + 1) + "|",
-        "| this run | " + " | ".join(f"{v:.0f}" for v in st.times.values()) + " |",
-        "| each stage when it last did its work | " + " | ".join(
-            f"{computed[k]:.0f}" if k in computed else "–" for k in st.times if k != "total")
-        + f" | {sum(computed.values()):.0f} (sum) |", "",
+        *wall_time_lines(st),
         f"Load average (1, 5, 15 min) at the start {[round(x, 2) for x in st.load[0]]}, at the end "
         f"{[round(x, 2) for x in st.load[1]]}; {os.cpu_count()} CPUs.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed} "
