@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(sub.add_parser("repro-mini", help="Tables 3-4 on the real pair (--toy: the miniature): loss ablations "
                          "over 3 seeds"),
           "aura_jax.demo_real", "add_repro_arguments", "repro_main")
+    _lazy(sub.add_parser("serve", help="a voice page and endpoints (WebSocket stream, OpenAI chat completions with "
+                         "input_audio, WAV POST) for an export or run, with --cascade beside it"),
+          "aura_jax.serve.main", "add_arguments", "main")
+    _lazy(sub.add_parser("bench-serve", help="the server's first-token latency: each question alone (AuRA vs the "
+                         "cascade), then N concurrent streams (p50/p95), every answer checked against offline"),
+          "aura_jax.bench.serve", "add_arguments", "main")
     _lazy(sub.add_parser("make-corpus", help="synthesized speech corpus (espeak-ng voices, some held out)"),
           "aura_jax.demo", "add_corpus_arguments", "corpus_main")
     return parser

@@ -41,6 +41,8 @@ command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
 # More natural voices (flite, festival): the real-model baselines and demo speak with three engines.
 command -v flite >/dev/null 2>&1 || missing="$missing flite"
 command -v text2wave >/dev/null 2>&1 || missing="$missing festival festvox-us-slt-hts festvox-kallpc16k"
+# The live voice page's browser test (tests/serve/test_browser.py): headless Chromium and its driver.
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium chromium-driver"
 [ "$AOT" = 0 ] || command -v strace >/dev/null 2>&1 || missing="$missing strace"
 if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq $missing >/dev/null) || echo "note:$missing not installed"

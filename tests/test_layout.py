@@ -33,8 +33,10 @@ ALLOWED = {
     "corpus": BELOW_TRAINING | {"inference", "training", "evaluate"},
     "convert": {"base"},  # foreign formats -> Hugging Face directories; nothing of the model code needed
     "tools": BELOW_TRAINING | {"inference", "training", "torch"},
-    "bench": BELOW_TRAINING | {"inference", "training", "torch", "tools"},
-    "entry": BELOW_TRAINING | {"inference", "training", "torch", "evaluate", "corpus", "tools", "bench", "convert"},
+    "bench": BELOW_TRAINING | {"inference", "training", "torch", "tools", "serve"},
+    "serve": BELOW_TRAINING | {"inference", "training", "torch", "evaluate"},
+    "entry": BELOW_TRAINING | {"inference", "training", "torch", "evaluate", "corpus", "tools", "bench", "convert",
+                               "serve"},
 }
 
 

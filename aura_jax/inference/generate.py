@@ -243,12 +243,41 @@ class AuraStream(SpeechStream):
         stop = next((i for i, t in enumerate(self.tokens) if t in self.eos_ids), len(self.tokens))
         return self.tokens[:stop]
 
+    def _answer_ids(self):
+        """Greedy decoding one compiled step per token, each id yielded as soon as it is on the host
+        (a server streams them); `_answer`'s fused loop is faster when the whole answer is wanted."""
+        if self.temperature > 0:
+            raise StreamError("finish_ids() decodes greedily; this stream was made with temperature > 0")
+        self._cache, logits, last = _stream_text(self.graphdef, self.state, self._suffix_ids, self._suffix_mask,
+                                                 self._cache, keep_logits=False)
+        self.tokens = []
+        try:
+            token = int(jnp.argmax(last[0]))
+            self.first_token_time = time.perf_counter()
+            while token not in self.eos_ids:
+                self.tokens.append(token)
+                yield token
+                if len(self.tokens) == self.max_new_tokens:
+                    break
+                self._cache, step = _stream_step(self.graphdef, self.state, jnp.int32(token), self._cache)
+                token = int(jnp.argmax(step))
+        finally:  # also when the consumer stops early: the cache goes
+            self._cache = None
+
     def logits(self) -> jax.Array:
         """Logits [T + N − 1, vocab] at every real position (prefix, audio, suffix), as one-shot prefill
         of the spliced sequence gives them; needs `keep_logits=True`."""
         if not self.keep_logits:
             raise StreamError("logits(): create the stream with keep_logits=True")
         return jnp.concatenate(self._logits, axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def _stream_step(graphdef, state, token, cache):
+    """One decoded token into the cache → (cache, next-token logits [vocab])."""
+    llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    out = llm(token.reshape(1, 1), attention_mask=jnp.ones((1, 1), bool), cache=cache)
+    return out.cache, out.logits[0, -1]
 
 
 # ---------------------------------------------------------------------------

@@ -140,7 +140,7 @@ class SpeechStream:
     (default: the window).
 
     Backends implement `_prefill_chunk(frames [n_mels, chunk_patches·P], valid_patches, first_patch)`
-    and `_answer()`. A backend without compiled shapes (`fixed_chunks = False`) gets what is left at
+    and `_answer()` (and `_answer_ids()`, a generator, for `finish_ids`). A backend without compiled shapes (`fixed_chunks = False`) gets what is left at
     `finish` (the last speech, the padding) in one call. Timing: `end_of_speech` (perf_counter at `finish`), `first_token_time`
     (set by the backend when the first answer token is known)."""
 
@@ -199,6 +199,18 @@ class SpeechStream:
 
     def finish(self):
         """End of speech: the last chunk, the prompt after the audio, the answer (backend's type)."""
+        self._flush()
+        return self._answer()
+
+    def finish_ids(self):
+        """End of speech as `finish()` (done now, at the call), then a generator of the answer's token
+        ids one at a time as they are decoded (greedy), for a server streaming them. Closing the
+        generator early (a client that left) drops the cache."""
+        self._flush()
+        return self._answer_ids()
+
+    def _flush(self) -> None:
+        """The last chunk of the audio into the cache (padded or not)."""
         if self.end_of_speech is not None:
             raise StreamError("finish() was already called on this stream")
         heard = self.patches_prefilled * self.patch_frames + self._pending.shape[1]
@@ -219,7 +231,6 @@ class SpeechStream:
             take = self._pending[:, :step]
             self._prefill(take, take.shape[1] // self.patch_frames)
             self._pending = self._pending[:, take.shape[1]:]
-        return self._answer()
 
     def run(self, pieces):
         """Feed every piece of an iterable of 16 kHz sample arrays (a microphone, `realtime_chunks`),
@@ -236,6 +247,9 @@ class SpeechStream:
         raise NotImplementedError
 
     def _answer(self):
+        raise NotImplementedError
+
+    def _answer_ids(self):
         raise NotImplementedError
 
 

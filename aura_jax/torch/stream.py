@@ -62,19 +62,25 @@ class TorchAuraStream(SpeechStream):
         self._forward(inputs_embeds=audio.to(self.lm.model.get_input_embeddings().weight.dtype))
 
     def _answer(self) -> str:
+        return self.lm.tokenizer.decode(list(self._answer_ids()), skip_special_tokens=True)
+
+    def _answer_ids(self):
+        """The prompt after the audio, then greedy decoding: each id is yielded as soon as it is known."""
         eos, device = self.lm.eos_token_ids, self.lm.device
         logits = self._forward(input_ids=torch.as_tensor([self._suffix], device=device))
         keep, self.keep_logits = self.keep_logits, False  # logits() covers the prompt; decoding is not kept
         ids: list[int] = []
-        token = self._pick(logits, ids)
-        self.first_token_time = time.perf_counter()
-        while token not in eos:
-            ids.append(token)
-            if len(ids) == self.max_new_tokens:
-                break
-            token = self._pick(self._forward(input_ids=torch.as_tensor([[token]], device=device)), ids)
-        self.keep_logits, self.answer_ids, self.cache = keep, ids, None
-        return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+        try:
+            token = self._pick(logits, ids)
+            self.first_token_time = time.perf_counter()
+            while token not in eos:
+                ids.append(token)
+                yield token
+                if len(ids) == self.max_new_tokens:
+                    break
+                token = self._pick(self._forward(input_ids=torch.as_tensor([[token]], device=device)), ids)
+        finally:  # also when the consumer stops early: the cache goes
+            self.keep_logits, self.answer_ids, self.cache = keep, ids, None
 
     def _pick(self, logits: torch.Tensor, ids: list[int]) -> int:
         """Greedy; before `min_new_tokens`, the eos ids are excluded (as transformers' min_new_tokens does)."""

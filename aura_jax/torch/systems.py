@@ -76,12 +76,38 @@ class CascadeSystem:
     def __call__(self, clip, question: str, max_new_tokens: int, fixed: bool, asr_tokens: int) -> str:
         return self.answer(self.transcribe(clip, asr_tokens, fixed), question, max_new_tokens, fixed)
 
+    def _prompt(self, transcript: str, question: str):
+        messages = [{"role": "user", "content": f"{transcript}\n{question}"}]
+        return self.tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"].to(self.device)
+
+    def answer_ids(self, transcript: str, question: str, max_new_tokens: int):
+        """`answer`'s greedy ids one at a time through a KV cache, each yielded as soon as it is known."""
+        from transformers import DynamicCache
+
+        torch, eos = self._torch, _eos_ids(self.llm, self.tok)
+        inputs, cache, n = {"input_ids": self._prompt(transcript, question)}, DynamicCache(), 0
+        with torch.no_grad():
+            while n < max_new_tokens:
+                out = self.llm(**inputs, past_key_values=cache, use_cache=True)
+                cache, token = out.past_key_values, int(torch.argmax(out.logits[0, -1]))
+                if token in eos:
+                    return
+                n += 1
+                yield token
+                inputs = {"input_ids": torch.as_tensor([[token]], device=self.device)}
+
     def answer(self, transcript: str, question: str, max_new_tokens: int, fixed: bool = False) -> str:
         torch = self._torch
-        messages = [{"role": "user", "content": f"{transcript}\n{question}"}]
-        ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)["input_ids"].to(self.device)
+        ids = self._prompt(transcript, question)
         with torch.no_grad():
             out = self.llm.generate(ids, attention_mask=torch.ones_like(ids),
                                     **generate_kwargs(max_new_tokens, fixed))
         return self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    """The ids `generate` stops at: the generation config's eos ids and the tokenizer's eos."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
+    return ids + [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else ids

@@ -176,22 +176,16 @@ def test_check_parity_passes_on_both_directories(real_models, name, capsys):
     assert "OK" in capsys.readouterr().out.splitlines()[-1]
 
 
-def test_train_export_and_pytorch_answer_what_jax_answers_on_the_real_pair(real_models, tmp_path):
+def test_train_export_and_pytorch_answer_what_jax_answers_on_the_real_pair(real_pair_run):
     """A short `aura-jax train` with the real pair, `export`, and the PyTorch runner agreeing with JAX."""
     import torch
 
-    from aura_jax import cli
     from aura_jax.tokenizer import ChatTokenizer, audio_prompt_ids
     from aura_jax.torch import AuraSpeechLM
     from aura_jax.torch.export_parity import check_export_parity
     from aura_jax.training.checkpoint import restore_student
 
-    run, out = tmp_path / "run", tmp_path / "export"
-    config = ROOT / "configs" / "smollm2_whisper-tiny.en.yaml"
-    assert cli.main(["train", str(config), f"run_dir={run}", "steps=2", "compilation_cache_dir=",
-                     f"model.llm={real_models['smollm2-135m-instruct']}",
-                     f"model.teacher={real_models['whisper-tiny.en']}", f"data.cache_dir={tmp_path / 'data'}"]) == 0
-    assert cli.main(["export", str(run), "--out", str(out), "--format", "both", "--dtype", "float32"]) == 0
+    run, out = real_pair_run
     wave = synthesize("what is the capital of france", voice="en-us")
     for variant in ("merged", "peft"):
         report = check_export_parity(str(run), str(out), audio=wave, variant=variant)

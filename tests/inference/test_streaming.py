@@ -205,3 +205,22 @@ def test_a_bidirectional_model_refuses_to_stream(make_aura):
     model = make_aura(*WINDOW, "distill.bidirectional_audio=true")
     with pytest.raises(StreamError, match="bidirectional_audio=true"):
         AuraStream(model, prompt(model))
+
+
+def test_token_by_token_decoding_gives_the_fused_loops_answer_and_frees_the_cache_when_left(student):
+    frames = np.random.default_rng(5).standard_normal((128, 95)).astype(np.float32)
+    ids = prompt(student)
+    fused = AuraStream(student, ids, chunk_patches=4, max_new_tokens=7)
+    fused.feed_features(frames)
+    stepped = AuraStream(student, ids, chunk_patches=4, max_new_tokens=7)
+    stepped.feed_features(frames)
+    tokens = stepped.finish_ids()
+    first = next(tokens)
+    assert stepped.first_token_time >= stepped.end_of_speech  # the first id is out before the rest is decoded
+    assert [first, *tokens] == fused.finish() and len(fused.tokens) == 7
+    left = AuraStream(student, ids, chunk_patches=4, max_new_tokens=7)
+    left.feed_features(frames)
+    gen = left.finish_ids()
+    next(gen)
+    gen.close()  # the client went away after one token
+    assert left._cache is None

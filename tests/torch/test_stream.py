@@ -101,3 +101,21 @@ def test_offline_features_and_streamed_padding_follow_the_training_buckets(lm, m
     stream.run(realtime_chunks(wave, seconds=0.1, pace=False))
     assert stream.patches_prefilled == 100
     torch.testing.assert_close(stream.logits(), lm.logits(wave, PROMPT)[0], atol=1e-5, rtol=0)
+
+
+def test_token_by_token_answer_is_finishs_and_a_consumer_that_leaves_frees_the_cache(lm):
+    frames = np.random.default_rng(4).standard_normal((lm.aura["audio"]["n_mels"], 90)).astype(np.float32)
+    whole = lm.stream(PROMPT, max_new_tokens=8)
+    whole.feed_features(frames)
+    text = whole.finish()
+    stepped = lm.stream(PROMPT, max_new_tokens=8)
+    stepped.feed_features(frames)
+    assert list(stepped.finish_ids()) == whole.answer_ids and stepped.answer_ids == whole.answer_ids
+    assert lm.tokenizer.decode(whole.answer_ids, skip_special_tokens=True) == text
+    left = lm.stream(PROMPT, max_new_tokens=8)
+    left.feed_features(frames)
+    gen = left.finish_ids()
+    next(gen)
+    assert left.cache is not None
+    gen.close()
+    assert left.cache is None and left.answer_ids == whole.answer_ids[:1]

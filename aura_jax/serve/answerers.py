@@ -1,0 +1,129 @@
+"""The models behind the server. `load_aura(MODEL)` reads an export (PyTorch, `AuraSpeechLM`) or a
+training run directory (JAX, `AuraStream`); both open one stream per utterance that prefills audio as
+it arrives and then yields the answer's token ids as they are decoded. `Cascade` is the baseline the
+page shows beside it: Whisper transcribes the whole clip, then the base LLM answers the transcript."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aura_jax.evaluate.harness import QA_INSTRUCTION
+
+DEFAULT_PROMPT = QA_INSTRUCTION  # what eval asks with a spoken question ("Give a simple one sentence answer.")
+
+
+class AuraAnswerer:
+    """Common to both frameworks: `open(prompt)` → a SpeechStream (`feed_audio`, `finish_ids`)."""
+
+    name = "aura"
+
+    def __init__(self, max_new_tokens: int, chunk_patches: int, padded: bool):
+        self.max_new_tokens, self.chunk_patches, self.padded = max_new_tokens, chunk_patches, padded
+
+    window_seconds: float
+    description: str
+
+    def open(self, prompt: str):
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+
+class TorchAura(AuraAnswerer):
+    def __init__(self, export_dir: str, *, max_new_tokens: int = 64, chunk_patches: int = 5, padded: bool = False):
+        from aura_jax.torch import AuraSpeechLM
+
+        super().__init__(max_new_tokens, chunk_patches, padded)
+        self.lm = AuraSpeechLM.from_pretrained(export_dir, dtype="float32")
+        a = self.lm.aura["audio"]
+        self.window_seconds = a["num_frames"] / 100.0
+        self.description = f"AuRA export {export_dir} (PyTorch)"
+
+    def open(self, prompt: str):
+        return self.lm.stream(prompt, chunk_patches=self.chunk_patches, padded=self.padded,
+                              max_new_tokens=self.max_new_tokens)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class JaxAura(AuraAnswerer):
+    def __init__(self, run_dir: str, *, max_new_tokens: int = 64, chunk_patches: int = 5, padded: bool = False):
+        from aura_jax.evaluate.harness import NO_RANDOM_INIT
+        from aura_jax.tokenizer import ChatTokenizer
+        from aura_jax.training.checkpoint import restore_student
+
+        super().__init__(max_new_tokens, chunk_patches, padded)
+        self.config, self.model, step = restore_student(run_dir, None, [NO_RANDOM_INIT])
+        self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
+        self.window_seconds = self.config.audio.num_frames / 100.0
+        self.description = f"AuRA run {run_dir}, step {step} (JAX)"
+
+    def open(self, prompt: str):
+        from aura_jax.inference.generate import AuraStream
+        from aura_jax.tokenizer import audio_prompt_ids
+
+        return AuraStream(self.model, audio_prompt_ids(self.tok, self.config, prompt), chunk_patches=self.chunk_patches,
+                          padded=self.padded, max_new_tokens=self.max_new_tokens, eos_token_id=[self.tok.eos_token_id],
+                          pad_token_id=self.tok.pad_token_id)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+
+def load_aura(model: str, **kwargs) -> AuraAnswerer:
+    """A run directory (config.yaml: JAX) or an export (aura_config.json, or merged/ and peft/: PyTorch)."""
+    path = Path(model)
+    if (path / "config.yaml").is_file():
+        return JaxAura(model, **kwargs)
+    if (path / "aura_config.json").is_file() or (path / "merged" / "aura_config.json").is_file():
+        return TorchAura(model, **kwargs)
+    raise FileNotFoundError(f"{model}: neither a training run directory (config.yaml) nor an aura-jax export "
+                            "(aura_config.json); e.g. runs/demo/run or runs/demo/export/merged")
+
+
+class Cascade:
+    """Whisper → the base LLM, in PyTorch (`aura_jax.torch.systems.CascadeSystem`), greedy."""
+
+    name = "cascade"
+
+    def __init__(self, whisper_dir: str, llm_dir: str, *, max_new_tokens: int = 64, asr_tokens: int = 96):
+        import torch
+
+        from aura_jax.torch.systems import CascadeSystem
+
+        self.system = CascadeSystem(whisper_dir, llm_dir, "cpu", torch.float32)
+        self.max_new_tokens, self.asr_tokens = max_new_tokens, asr_tokens
+        self.description = f"Whisper {whisper_dir} → {llm_dir} (PyTorch)"
+
+    def transcribe(self, wave: np.ndarray) -> str:
+        return self.system.transcribe(wave, self.asr_tokens, fixed=False).strip()
+
+    def answer_ids(self, transcript: str, prompt: str):
+        return self.system.answer_ids(transcript, prompt, self.max_new_tokens)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.system.tok.decode(ids, skip_special_tokens=True)
+
+
+class TextPieces:
+    """Token ids → the text each one adds, for streaming: a piece is held back while it ends inside a
+    multi-byte character (decoded as U+FFFD), and released with the next one."""
+
+    def __init__(self, decode):
+        self.decode, self.ids, self.sent = decode, [], ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(int(token))
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd") or not text.startswith(self.sent):
+            return ""
+        piece, self.sent = text[len(self.sent):], text
+        return piece
+
+    @property
+    def text(self) -> str:
+        return self.decode(self.ids)

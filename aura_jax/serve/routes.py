@@ -1,0 +1,320 @@
+"""The server's endpoints (`app.Server.app` lists them); each turns a request into an `Utterance` and its
+events into the wire format: WebSocket JSON, OpenAI chat-completion (chunks), or one JSON answer."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from aura_jax.inference.streaming import StreamError
+from aura_jax.serve.app import STATIC, ClientError, Utterance, decode_b64_wav, log, step, wav_or_error
+from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, AudioInputError, decode_pcm
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+class SecurityHeaders:
+    """Every HTTP response: the page may load nothing from elsewhere and may not be framed."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] += [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
+                                       (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def make_app(server):
+    """The Starlette app of a `Server`: the page, the three ways in, /health."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+
+    app = Starlette(routes=[
+        Route("/", page), Route("/health", health),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/audio/answer", audio_answer, methods=["POST"]),
+        WebSocketRoute("/v1/stream", stream),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ], middleware=[Middleware(SecurityHeaders)])
+    app.state.server = server
+    return app
+
+
+def _server(request):
+    return request.app.state.server
+
+
+async def page(request: Request):
+    return FileResponse(STATIC / "index.html")
+
+
+async def health(request: Request):
+    return JSONResponse({"status": "ok", **_server(request).info()})
+
+
+# -- HTTP ----------------------------------------------------------------------
+def openai_error(e: ClientError) -> JSONResponse:
+    kind = "server_busy" if e.status == 503 else "invalid_request_error"
+    return JSONResponse({"error": {"message": str(e), "type": kind, "param": e.param, "code": None}},
+                        status_code=e.status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(f"the request body is {int(declared)} bytes; the limit is {limit} (--max-message-bytes)",
+                          status=413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ClientError(f"the request body exceeds the limit of {limit} bytes (--max-message-bytes)", status=413)
+    return bytes(body)
+
+
+def parse_chat(body: bytes, server) -> tuple[str, str, object, bool]:
+    """(system, prompt, wave, stream) of a chat-completions request; ClientError for any other shape."""
+    try:
+        req = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClientError(f"the body is not JSON: {e}") from None
+    if not isinstance(req, dict):
+        raise ClientError("the body must be a JSON object")
+    model = req.get("model", "aura")
+    if model not in (None, "aura", "cascade"):
+        raise ClientError(f"model {model!r}: this server answers as 'aura' or 'cascade'", status=404, param="model")
+    system = model or "aura"
+    server.systems(system == "cascade")
+    messages = req.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ClientError("'messages' must be a non-empty list of message objects", param="messages")
+    user = [m for m in messages if m.get("role") == "user"]
+    if not user:
+        raise ClientError("'messages' holds no user message", param="messages")
+    content = user[-1].get("content")
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise ClientError("the user message's content must be a string or a list of content parts", param="messages")
+    audio = [p for p in parts if p.get("type") == "input_audio"]
+    if len(audio) != 1:
+        raise ClientError(f"the last user message holds {len(audio)} input_audio parts; this server takes exactly one",
+                          param="messages")
+    spec = audio[0].get("input_audio")
+    if not isinstance(spec, dict) or spec.get("format", "wav") != "wav":
+        raise ClientError("input_audio must be {\"data\": base64, \"format\": \"wav\"} (16 kHz mono WAV)",
+                          param="messages")
+    unknown = {p.get("type") for p in parts} - {"text", "input_audio"}
+    if unknown:
+        raise ClientError(f"content parts of type {sorted(map(str, unknown))}: this server reads text and input_audio",
+                          param="messages")
+    texts = [p.get("text") for p in parts if p.get("type") == "text"]
+    if not all(isinstance(t, str) for t in texts):
+        raise ClientError("a text part's 'text' must be a string", param="messages")
+    prompt = server.check_prompt(" ".join(t.strip() for t in texts if t.strip()) or None)
+    if not isinstance(req.get("stream", False), bool):
+        raise ClientError("'stream' must be true or false", param="stream")
+    try:
+        wave = decode_b64_wav(spec.get("data"))
+    except AudioInputError as e:
+        raise ClientError(str(e), param="messages") from None
+    return system, prompt, wave, req.get("stream", False)
+
+
+async def answer_events(server, prompt: str, systems, wave):
+    """Every event of one utterance heard from a whole file (an async generator)."""
+    server.acquire()
+    utt = None
+    try:
+        utt = await _thread(Utterance, server, prompt, systems)
+        await _thread(utt.feed, wave)
+        events = utt.events(time.perf_counter())  # the file is all there: its end is the end of speech
+        try:
+            while (event := await step(events)) is not None:
+                yield event
+        finally:
+            events.close()
+    finally:
+        if utt is not None:
+            utt.close()
+        server.release()
+
+
+async def _thread(fn, *args):
+    import anyio
+
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except (AudioInputError, StreamError) as e:
+        raise ClientError(str(e)) from None
+
+
+async def chat_completions(request: Request):
+    server = _server(request)
+    try:
+        system, prompt, wave, stream = parse_chat(await read_body(request, server.limits.max_message_bytes), server)
+        server.acquire()  # checked now, so a busy server answers 503 before a stream begins
+        server.release()
+    except ClientError as e:
+        return openai_error(e)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    events = answer_events(server, prompt, (system,), wave)
+
+    def chunk(delta: dict, finish=None, **extra) -> str:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": system,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    if stream:
+        async def sse():
+            yield chunk({"role": "assistant", "content": ""})
+            try:
+                async for ev in events:
+                    if ev["type"] == "token" and ev["system"] == system:
+                        yield chunk({"content": ev["text"]})
+                    elif ev["type"] == "answer" and ev["system"] == system:
+                        yield chunk({}, ev["finish_reason"], timing=ev["timing"])
+            except ClientError as e:
+                yield f"data: {json.dumps({'error': {'message': str(e), 'type': 'invalid_request_error'}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers={"cache-control": "no-store"})
+    try:
+        answer = [ev async for ev in events if ev["type"] == "answer" and ev["system"] == system][0]
+    except ClientError as e:
+        return openai_error(e)
+    return JSONResponse({
+        "id": cid, "object": "chat.completion", "created": created, "model": system,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["text"]},
+                     "finish_reason": answer["finish_reason"]}],
+        "usage": {"completion_tokens": answer["timing"]["tokens"]},
+        "timing": answer["timing"], **({"transcript": answer["transcript"]} if "transcript" in answer else {})})
+
+
+async def audio_answer(request: Request):
+    """A WAV body; ?prompt=...&cascade=0 → {"aura": {...}, "cascade": {...}} (cascade when served, unless 0)."""
+    server = _server(request)
+    try:
+        want = request.query_params.get("cascade", "1" if server.cascade else "0") not in ("0", "false", "")
+        systems = server.systems(want)
+        prompt = server.check_prompt(request.query_params.get("prompt"))
+        wave = wav_or_error(await read_body(request, server.limits.max_message_bytes))
+        out = {ev["system"]: {k: v for k, v in ev.items() if k not in ("type", "system")}
+               async for ev in answer_events(server, prompt, systems, wave) if ev["type"] == "answer"}
+    except ClientError as e:
+        return JSONResponse({"error": str(e)}, status_code=e.status)
+    return JSONResponse(out)
+
+
+# -- WebSocket -------------------------------------------------------------------
+async def stream(ws: WebSocket):
+    """One socket, any number of utterances in turn: start → audio chunks → end → events → done."""
+    server = _server(ws)
+    origin = ws.headers.get("origin")
+    if origin and not _same_origin(origin, ws.headers.get("host", "")) and origin not in server.allow_origins:
+        await ws.close(code=1008)  # another site's page may not talk to this server through the visitor's browser
+        return
+    await ws.accept()
+    utt, fmt, held = None, "s16le", False
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if msg.get("bytes") is not None:
+                data = msg["bytes"]
+                if len(data) > server.limits.max_message_bytes:
+                    raise ClientError(f"a message of {len(data)} bytes; the limit is "
+                                      f"{server.limits.max_message_bytes} (--max-message-bytes)", code=1009)
+                if utt is None:
+                    raise ClientError("audio before 'start': send {\"type\": \"start\", \"sample_rate\": 16000} first")
+                await _thread(utt.feed, decode_pcm(data, fmt))
+                continue
+            req = _json_message(msg.get("text"))
+            kind = req.get("type")
+            if kind == "start":
+                if utt is not None:
+                    raise ClientError("'start' again before 'end'")
+                fmt, systems, prompt = _start_fields(req, server)
+                server.acquire()
+                held = True
+                utt = await _thread(Utterance, server, prompt, systems)
+                await ws.send_json({"type": "ready", "sample_rate": SAMPLING_RATE, "format": fmt,
+                                    "max_audio_seconds": server.max_audio_seconds, "systems": list(systems)})
+            elif kind == "end":
+                if utt is None:
+                    raise ClientError("'end' without 'start'")
+                events = utt.events(time.perf_counter())
+                try:
+                    while (event := await step(events)) is not None:
+                        await ws.send_json(event)
+                finally:
+                    events.close()
+                utt.close()
+                server.release()
+                utt, held = None, False
+                await ws.send_json({"type": "done"})
+            else:
+                raise ClientError(f"a message of type {kind!r}: expected 'start' or 'end'")
+    except (ClientError, AudioInputError, StreamError) as e:
+        code = getattr(e, "code", 1008)
+        log.info("stream closed on bad input: %s", e)
+        try:
+            await ws.send_json({"type": "error", "message": str(e)})
+            await ws.close(code=code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if utt is not None:
+            utt.close()  # a client that left mid-stream: its cache goes with the utterance
+        if held:
+            server.release()
+
+
+def _json_message(text) -> dict:
+    try:
+        req = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        raise ClientError(f"a text message that is not JSON: {str(text)[:80]!r}", code=1003) from None
+    if not isinstance(req, dict) or not isinstance(req.get("type"), str):
+        raise ClientError("a text message must be a JSON object with a string 'type'", code=1003)
+    return req
+
+
+def _start_fields(req: dict, server) -> tuple[str, tuple[str, ...], str]:
+    rate, fmt = req.get("sample_rate"), req.get("format", "s16le")
+    if rate != SAMPLING_RATE:
+        raise ClientError(f"sample_rate {rate!r}: this server takes {SAMPLING_RATE} Hz mono (resample first)",
+                          code=1003)
+    if fmt not in PCM_FORMATS:
+        raise ClientError(f"format {fmt!r}: choose from {sorted(PCM_FORMATS)}", code=1003)
+    if req.get("channels", 1) != 1:
+        raise ClientError(f"channels {req.get('channels')!r}: this server takes mono", code=1003)
+    cascade = req.get("cascade", server.cascade is not None)
+    if not isinstance(cascade, bool):
+        raise ClientError("'cascade' must be true or false", code=1003)
+    return fmt, server.systems(cascade), server.check_prompt(req.get("prompt"))
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return urlsplit(origin).netloc == host

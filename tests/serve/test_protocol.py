@@ -1,0 +1,292 @@
+"""The server's three ways in give the answers the same models give offline on the same samples, with
+timings; bad input gets one clear error on its own connection while the server keeps serving; a client
+that leaves mid-stream frees its cache; nothing is written to disk unless asked."""
+
+import base64
+import gc
+import json
+
+import numpy as np
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from aura_jax.serve.answerers import DEFAULT_PROMPT
+from aura_jax.serve.audio_input import encode_wav
+
+from .conftest import question
+
+
+def offline(aura, cascade, pcm, prompt=DEFAULT_PROMPT):
+    """(AuRA's answer, the cascade's transcript and answer) without the server: the AuRA stream fed the whole
+    clip at once, and the cascade through transformers' generate."""
+    wave = pcm.astype(np.float32) / 32768
+    stream = aura.lm.stream(prompt, chunk_patches=aura.chunk_patches, padded=aura.padded,
+                            max_new_tokens=aura.max_new_tokens)
+    transcript = cascade.system.transcribe(wave, cascade.asr_tokens, fixed=False).strip()
+    return (stream.run([wave]).strip(), transcript,
+            cascade.system.answer(transcript, prompt, cascade.max_new_tokens).strip())
+
+
+def speak(ws, pcm, piece=1600, **start):
+    """A whole question over the socket in 100 ms pieces → every event up to 'done'."""
+    ws.send_json({"type": "start", "sample_rate": 16000, "format": "s16le", **start})
+    assert ws.receive_json()["type"] == "ready"
+    for i in range(0, len(pcm), piece):
+        ws.send_bytes(pcm[i:i + piece].tobytes())
+    ws.send_json({"type": "end"})
+    events = []
+    while (event := ws.receive_json())["type"] != "done":
+        assert event["type"] != "error", event
+        events.append(event)
+    return events
+
+
+def answers(events):
+    return {e["system"]: e for e in events if e["type"] == "answer"}
+
+
+def test_the_websocket_stream_answers_as_the_models_do_offline(client, aura, cascade):
+    pcm = question(0)
+    with client.websocket_connect("/v1/stream") as ws:
+        events = speak(ws, pcm)
+    aura_text, transcript, cascade_text = offline(aura, cascade, pcm)
+    got = answers(events)
+    assert got["aura"]["text"] == aura_text and got["cascade"]["text"] == cascade_text
+    assert got["cascade"]["transcript"] == transcript
+    for system in ("aura", "cascade"):  # the tokens streamed add up to the answer
+        assert "".join(e["text"] for e in events if e["type"] == "token" and e["system"] == system).strip() == \
+            got[system]["text"]
+        t = got[system]["timing"]
+        assert 0 < t["first_token_s"] <= t["answer_s"] and t["audio_s"] == pytest.approx(len(pcm) / 16000, abs=1e-3)
+    order = [e["system"] for e in events]
+    assert order.index("cascade") > max(i for i, s in enumerate(order) if s == "aura")  # AuRA first, then cascade
+
+
+def test_one_socket_takes_questions_in_turn_and_float_pcm(client, aura, cascade):
+    a, b = question(1), question(2)
+    with client.websocket_connect("/v1/stream") as ws:
+        first = answers(speak(ws, a, cascade=False))
+        second = answers(speak(ws, (b.astype(np.float32) / 32768), format="f32le", cascade=False))
+    assert set(first) == {"aura"} and first["aura"]["text"] == offline(aura, cascade, a)[0]
+    assert second["aura"]["text"] == offline(aura, cascade, b)[0]
+
+
+def chat_body(pcm, stream=False, model="aura", text="Give a simple one sentence answer."):
+    data = base64.b64encode(encode_wav(pcm.astype(np.float32) / 32768)).decode()
+    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": text}, {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}]}]}
+
+
+def test_chat_completions_answers_in_openai_shape_streaming_or_not(client, aura, cascade):
+    pcm = question(3)
+    aura_text, transcript, cascade_text = offline(aura, cascade, pcm)
+    r = client.post("/v1/chat/completions", json=chat_body(pcm))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"] == {"role": "assistant",
+                                                                                      "content": aura_text}
+    assert body["choices"][0]["finish_reason"] in ("stop", "length") and body["timing"]["first_token_s"] > 0
+    r = client.post("/v1/chat/completions", json=chat_body(pcm, model="cascade"))
+    assert r.json()["choices"][0]["message"]["content"] == cascade_text and r.json()["transcript"] == transcript
+    with client.stream("POST", "/v1/chat/completions", json=chat_body(pcm, stream=True)) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(x) for x in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks).strip() == aura_text
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length") and "timing" in chunks[-1]
+
+
+def test_a_wav_post_gets_both_answers(client, aura, cascade):
+    pcm = question(4)
+    r = client.post("/v1/audio/answer", content=encode_wav(pcm.astype(np.float32) / 32768),
+                    headers={"content-type": "audio/wav"})
+    aura_text, transcript, cascade_text = offline(aura, cascade, pcm)
+    assert r.status_code == 200 and r.json()["aura"]["text"] == aura_text
+    assert r.json()["cascade"]["text"] == cascade_text and r.json()["cascade"]["transcript"] == transcript
+    r = client.post("/v1/audio/answer?cascade=0&prompt=Transcribe%20the%20speech.",
+                    content=encode_wav(pcm.astype(np.float32) / 32768))
+    assert set(r.json()) == {"aura"} and r.json()["aura"]["text"] == offline(aura, cascade, pcm,
+                                                                             "Transcribe the speech.")[0]
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def wav_bytes(seconds=0.5, rate=16000, channels=1):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((int(seconds * rate), channels), np.float32) + 0.01, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+BAD_WAVS = {  # body → what the error says
+    "44.1 kHz": (wav_bytes(rate=44100), "44100 Hz"),
+    "stereo": (wav_bytes(channels=2), "2 channels"),
+    "truncated": (wav_bytes()[:-3000], "truncated WAV"),
+    "not audio": (b"%PDF-1.7 this is not a sound file" * 20, "not a WAV file"),
+    "header only": (wav_bytes(seconds=0), "no samples"),
+    "over-long": (wav_bytes(seconds=6), "limit of 5 s"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_WAVS))
+def test_bad_wavs_get_one_clear_error_and_the_server_keeps_serving(client, name):
+    body, says = BAD_WAVS[name]
+    r = client.post("/v1/audio/answer", content=body)
+    assert r.status_code in (400, 413) and says in r.json()["error"], r.text
+    chat = chat_body(question(6))
+    chat["messages"][0]["content"][1]["input_audio"]["data"] = base64.b64encode(body).decode()
+    r = client.post("/v1/chat/completions", json=chat)
+    assert r.status_code in (400, 413) and says in r.json()["error"]["message"]
+    assert client.post("/v1/audio/answer?cascade=0", content=wav_bytes()).status_code == 200
+    assert client.server.in_use == 0 and not client.server.live
+
+
+BAD_CHATS = {
+    "not JSON": (b"{messages: oops", "not JSON"),
+    "no messages": (json.dumps({"model": "aura"}).encode(), "'messages'"),
+    "no audio": (json.dumps({"messages": [{"role": "user", "content": "hello"}]}).encode(), "0 input_audio"),
+    "bad base64": (json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "@@@", "format": "wav"}}]}]}).encode(), "base64"),
+    "mp3": (json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "", "format": "mp3"}}]}]}).encode(), "\"format\": \"wav\""),
+    "unknown model": (json.dumps({"model": "gpt-4o", "messages": []}).encode(), "'aura' or 'cascade'"),
+    "a list": (b"[1, 2]", "JSON object"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CHATS))
+def test_chat_requests_of_the_wrong_shape_get_an_openai_error(client, name):
+    body, says = BAD_CHATS[name]
+    r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 404) and r.json()["error"]["type"] == "invalid_request_error"
+    assert says in r.json()["error"]["message"], r.json()
+
+
+def socket_error(client, messages):
+    """Send messages (dict: JSON, bytes: binary) → the error event and the close code."""
+    with client.websocket_connect("/v1/stream") as ws:
+        for m in messages:
+            if isinstance(m, dict):
+                ws.send_json(m)
+                if m.get("type") == "start" and m.get("sample_rate") == 16000 and len(messages) > 1:
+                    reply = ws.receive_json()
+                    if reply["type"] == "error":
+                        break
+            elif isinstance(m, str):
+                ws.send_text(m)
+            else:
+                ws.send_bytes(m)
+        event = ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    return event, closed.value.code
+
+
+START = {"type": "start", "sample_rate": 16000, "format": "s16le"}
+BAD_STREAMS = {
+    "44.1 kHz": ([{**START, "sample_rate": 44100}], "44100", 1003),
+    "mp3 format": ([{**START, "format": "mp3"}], "'mp3'", 1003),
+    "stereo": ([{**START, "channels": 2}], "mono", 1003),
+    "odd bytes": ([START, b"\x01\x02\x03"], "whole number", 1008),
+    "float noise": ([{**START, "format": "f32le"}, np.frombuffer(b"\xff\x7f\xff\x7f" * 400, np.uint8).tobytes()],
+                    "not audio", 1008),
+    "audio first": ([b"\x00\x00" * 100], "before 'start'", 1008),
+    "not JSON": (["hello"], "not JSON", 1003),
+    "no type": ([{"sample_rate": 16000}], "'type'", 1003),
+    "unknown type": ([{"type": "pause"}], "'pause'", 1008),
+    "end first": ([{"type": "end"}], "without 'start'", 1008),
+    "empty": ([START, {"type": "end"}], "no audio", 1008),
+    "over-long": ([START] + [np.zeros(16000, np.int16).tobytes()] * 6, "limit of 5 s", 1009),
+    "too big a message": ([START, np.zeros(3 * 2**20, np.int16).tobytes()], "--max-message-bytes", 1009),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_STREAMS))
+def test_bad_streams_get_one_error_then_close_and_others_are_served(client, aura, cascade, name):
+    messages, says, code = BAD_STREAMS[name]
+    event, closed = socket_error(client, messages)
+    assert event["type"] == "error" and says in event["message"] and closed == code, event
+    gc.collect()
+    assert client.server.in_use == 0 and not client.server.live
+    pcm = question(5)
+    with client.websocket_connect("/v1/stream") as ws:
+        assert answers(speak(ws, pcm, cascade=False))["aura"]["text"] == offline(aura, cascade, pcm)[0]
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_cache(client):
+    import weakref
+
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(START)
+        ws.receive_json()
+        ws.send_bytes(question(7).tobytes())
+        (utt,) = list(client.server.live)
+        cache = weakref.ref(utt.stream.cache)
+        assert client.server.in_use == 1
+    client.get("/health")  # the server has seen the disconnect once it answers the next request
+    utt = None
+    gc.collect()
+    assert client.server.in_use == 0 and not client.server.live and cache() is None
+
+
+def test_a_busy_server_says_so(make_server):
+    from starlette.testclient import TestClient
+
+    from aura_jax.serve.routes import make_app
+
+    server = make_server(max_streams=1)
+    with TestClient(make_app(server)) as c:
+        with c.websocket_connect("/v1/stream") as first:
+            first.send_json(START)
+            assert first.receive_json()["type"] == "ready"
+            event, code = socket_error(c, [START])
+            assert "busy" in event["message"] and code == 1013
+            r = c.post("/v1/audio/answer", content=encode_wav(np.zeros(8000, np.float32) + 0.01))
+            assert r.status_code == 503 and "busy" in r.json()["error"]
+
+
+def test_another_sites_page_may_not_open_the_stream(client):
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with client.websocket_connect("/v1/stream", headers={"origin": "https://evil.example"}) as ws:
+            ws.receive_json()
+    assert closed.value.code == 1008
+    with client.websocket_connect("/v1/stream", headers={"origin": "http://testserver"}) as ws:
+        ws.send_json(START)
+        assert ws.receive_json()["type"] == "ready"
+
+
+def test_nothing_is_written_unless_record_is_asked(make_server, tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from aura_jax.serve.routes import make_app
+
+    monkeypatch.chdir(tmp_path)
+    wav = encode_wav(question(8).astype(np.float32) / 32768)
+    with TestClient(make_app(make_server())) as c:
+        assert c.post("/v1/audio/answer", content=wav).status_code == 200
+    assert list(tmp_path.rglob("*")) == []
+    server = make_server()
+    server.record_dir = tmp_path / "kept"
+    with TestClient(make_app(server)) as c:
+        answer = c.post("/v1/audio/answer", content=wav).json()
+    (kept_wav,), (kept_json,) = sorted((tmp_path / "kept").glob("*.wav")), sorted((tmp_path / "kept").glob("*.json"))
+    assert kept_wav.read_bytes() == wav and json.loads(kept_json.read_text())["answers"]["aura"]["text"] == \
+        answer["aura"]["text"]
+
+
+def test_the_page_and_its_assets_are_all_local(client):
+    import re
+
+    page = client.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/static/") for a in assets)
+    for a in assets + ["/static/capture.js", "/static/example.wav"]:
+        assert client.get(a).status_code == 200, a
+    js = client.get("/static/page.js").text + client.get("/static/capture.js").text
+    assert not re.search(r"https?://", js)  # nothing fetched from elsewhere (the SVG icon names its namespace only)
+    assert client.get("/health").json()["limits"]["max_audio_seconds"] == 5.0
