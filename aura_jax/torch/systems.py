@@ -55,6 +55,7 @@ class CascadeSystem:
 
         self.device, self.dtype = device, dtype
         self.asr = WhisperForConditionalGeneration.from_pretrained(whisper_dir, dtype=dtype).to(device).eval()
+        self.asr.generation_config.max_length = None  # max_new_tokens bounds each call (else a warning per clip)
         self.asr_tok = AutoTokenizer.from_pretrained(whisper_dir)
         self.llm = AutoModelForCausalLM.from_pretrained(qwen_dir, dtype=dtype).to(device).eval()
         self.tok = AutoTokenizer.from_pretrained(qwen_dir)

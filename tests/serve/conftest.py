@@ -4,6 +4,7 @@ uvicorn on 127.0.0.1 for the browser). Real models, so that answers are words th
 a tiny random LM answers every clip with the same newlines, which could not show a mixed-up stream."""
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ from aura_jax.serve.app import Limits, Server
 
 
 @pytest.fixture(scope="session")
-def aura(real_pair_run):
-    return TorchAura(str(real_pair_run[1] / "merged"), max_new_tokens=12)
+def aura(request):
+    """AURA_JAX_SERVE_MODEL=runs/demo/export serves the demo's model instead (docs' screenshot)."""
+    path = os.environ.get("AURA_JAX_SERVE_MODEL") or request.getfixturevalue("real_pair_run")[1] / "merged"
+    return TorchAura(str(path), max_new_tokens=12)
 
 
 @pytest.fixture(scope="session")
