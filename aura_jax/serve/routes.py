@@ -90,7 +90,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_chat(body: bytes, server) -> tuple[str, str, object, bool]:
-    """(system, prompt, wave, stream) of a chat-completions request; ClientError for any other shape."""
+    """(model, prompt, wave, stream) of a chat-completions request; ClientError for any other shape.
+    model: "aura", "cascade", or "both" (two choices: index 0 AuRA, index 1 the cascade)."""
     try:
         req = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -98,10 +99,11 @@ def parse_chat(body: bytes, server) -> tuple[str, str, object, bool]:
     if not isinstance(req, dict):
         raise ClientError("the body must be a JSON object")
     model = req.get("model", "aura")
-    if model not in (None, "aura", "cascade"):
-        raise ClientError(f"model {model!r}: this server answers as 'aura' or 'cascade'", status=404, param="model")
+    if model not in (None, "aura", "cascade", "both"):
+        raise ClientError(f"model {model!r}: this server answers as 'aura', 'cascade' or 'both'", status=404,
+                          param="model")
     system = model or "aura"
-    server.systems(system == "cascade")
+    server.systems(system != "aura")
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ClientError("'messages' must be a non-empty list of message objects", param="messages")
@@ -168,43 +170,47 @@ async def _thread(fn, *args):
 async def chat_completions(request: Request):
     server = _server(request)
     try:
-        system, prompt, wave, stream = parse_chat(await read_body(request, server.limits.max_message_bytes), server)
+        model, prompt, wave, stream = parse_chat(await read_body(request, server.limits.max_message_bytes), server)
         server.acquire()  # checked now, so a busy server answers 503 before a stream begins
         server.release()
     except ClientError as e:
         return openai_error(e)
+    systems = ("aura", "cascade") if model == "both" else (model,)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    events = answer_events(server, prompt, (system,), wave)
+    events = answer_events(server, prompt, systems, wave)
 
-    def chunk(delta: dict, finish=None, **extra) -> str:
-        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": system,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    def chunk(system: str, delta: dict, finish=None, **extra) -> str:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": systems.index(system), "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body)}\n\n"
 
     if stream:
         async def sse():
-            yield chunk({"role": "assistant", "content": ""})
+            for system in systems:
+                yield chunk(system, {"role": "assistant", "content": ""})
             try:
                 async for ev in events:
-                    if ev["type"] == "token" and ev["system"] == system:
-                        yield chunk({"content": ev["text"]})
-                    elif ev["type"] == "answer" and ev["system"] == system:
-                        yield chunk({}, ev["finish_reason"], timing=ev["timing"])
+                    if ev["type"] == "token":
+                        yield chunk(ev["system"], {"content": ev["text"]})
+                    elif ev["type"] == "answer":
+                        yield chunk(ev["system"], {}, ev["finish_reason"], timing=ev["timing"])
             except ClientError as e:
                 yield f"data: {json.dumps({'error': {'message': str(e), 'type': 'invalid_request_error'}})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"cache-control": "no-store"})
     try:
-        answer = [ev async for ev in events if ev["type"] == "answer" and ev["system"] == system][0]
+        answers = {ev["system"]: ev async for ev in events if ev["type"] == "answer"}
     except ClientError as e:
         return openai_error(e)
+    choices = [{"index": i, "message": {"role": "assistant", "content": answers[s]["text"]},
+                "finish_reason": answers[s]["finish_reason"]} for i, s in enumerate(systems)]
+    timing = {s: answers[s]["timing"] for s in systems}
+    extra = {"transcript": answers["cascade"]["transcript"]} if "cascade" in answers else {}
     return JSONResponse({
-        "id": cid, "object": "chat.completion", "created": created, "model": system,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer["text"]},
-                     "finish_reason": answer["finish_reason"]}],
-        "usage": {"completion_tokens": answer["timing"]["tokens"]},
-        "timing": answer["timing"], **({"transcript": answer["transcript"]} if "transcript" in answer else {})})
+        "id": cid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
+        "usage": {"completion_tokens": sum(answers[s]["timing"]["tokens"] for s in systems)},
+        "timing": timing[systems[0]] if len(systems) == 1 else timing, **extra})
 
 
 async def audio_answer(request: Request):

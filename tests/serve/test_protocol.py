@@ -98,6 +98,19 @@ def test_chat_completions_answers_in_openai_shape_streaming_or_not(client, aura,
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length") and "timing" in chunks[-1]
 
 
+def test_chat_completions_as_both_gives_aura_then_the_cascade_as_two_choices(client, aura, cascade):
+    pcm = question(3)
+    aura_text, transcript, cascade_text = offline(aura, cascade, pcm)
+    body = client.post("/v1/chat/completions", json=chat_body(pcm, model="both")).json()
+    assert [c["message"]["content"] for c in body["choices"]] == [aura_text, cascade_text]
+    assert set(body["timing"]) == {"aura", "cascade"} and body["transcript"] == transcript
+    with client.stream("POST", "/v1/chat/completions", json=chat_body(pcm, model="both", stream=True)) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    text = ["".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"][0]["index"] == i)
+            for i in (0, 1)]
+    assert [t.strip() for t in text] == [aura_text, cascade_text]
+
+
 def test_a_wav_post_gets_both_answers(client, aura, cascade):
     pcm = question(4)
     r = client.post("/v1/audio/answer", content=encode_wav(pcm.astype(np.float32) / 32768),
@@ -153,7 +166,7 @@ BAD_CHATS = {
         {"type": "input_audio", "input_audio": {"data": "@@@", "format": "wav"}}]}]}).encode(), "base64"),
     "mp3": (json.dumps({"messages": [{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": "", "format": "mp3"}}]}]}).encode(), "\"format\": \"wav\""),
-    "unknown model": (json.dumps({"model": "gpt-4o", "messages": []}).encode(), "'aura' or 'cascade'"),
+    "unknown model": (json.dumps({"model": "gpt-4o", "messages": []}).encode(), "'aura', 'cascade' or 'both'"),
     "a list": (b"[1, 2]", "JSON object"),
 }
 
