@@ -17,13 +17,13 @@ from aura_jax.serve.app import Limits, Server
 def aura(request):
     """AURA_JAX_SERVE_MODEL=runs/demo/export serves the demo's model instead (docs' screenshot)."""
     path = os.environ.get("AURA_JAX_SERVE_MODEL") or request.getfixturevalue("real_pair_run")[1] / "merged"
-    return TorchAura(str(path), max_new_tokens=12)
+    return TorchAura(str(path), max_new_tokens=8)
 
 
 @pytest.fixture(scope="session")
 def cascade(real_models):
     return Cascade(str(real_models["whisper-tiny.en"]), str(real_models["smollm2-135m-instruct"]),
-                   max_new_tokens=12, asr_tokens=32)
+                   max_new_tokens=8, asr_tokens=24)
 
 
 @pytest.fixture
