@@ -42,7 +42,7 @@ def spoken(text: str, i: int = 0) -> np.ndarray:
 
 
 def serve_in_thread(server):
-    """uvicorn on a free 127.0.0.1 port in a daemon thread → (ws url, stop())."""
+    """uvicorn on a free 127.0.0.1 port in a daemon thread → (its base URL, stop())."""
     import uvicorn
 
     from aura_jax.serve.routes import make_app
@@ -63,15 +63,16 @@ def serve_in_thread(server):
         uv.should_exit = True
         thread.join(10)
 
-    return f"ws://127.0.0.1:{port}/v1/stream", stop
+    return f"http://127.0.0.1:{port}", stop
 
 
 async def speak(url: str, pcm: np.ndarray, *, cascade: bool, pace: bool = True, piece: int = 1600) -> dict:
-    """One client: the question at the pace of speech, then every event → answers, timings, errors."""
+    """One client of the server at `url` (http://host:port): the question at the pace of speech on its
+    WebSocket, then every event → answers, timings, errors."""
     from websockets.asyncio.client import connect
 
     out = {"answers": {}, "timing": {}, "client_first_token_s": {}, "error": None}
-    async with connect(url, max_size=None) as ws:
+    async with connect(url.replace("http", "ws", 1) + "/v1/stream", max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "s16le", "cascade": cascade}))
         ready = json.loads(await ws.recv())
         if ready["type"] != "ready":

@@ -17,8 +17,6 @@ speech, had it run alone). Nothing a client sends is written to disk unless `rec
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -30,9 +28,8 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from aura_jax.inference.streaming import StreamError
 from aura_jax.serve.answerers import DEFAULT_PROMPT, TextPieces
-from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, AudioInputError, decode_pcm, decode_wav, encode_wav
+from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, encode_wav
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("aura_jax.serve")
@@ -116,8 +113,9 @@ class Utterance:
                   "tokens": n, "tokens_per_s": round((n - 1) / (last - first), 2) if n > 1 and last > first else None,
                   "answer_s": round(done - start, 4), "audio_s": round(self.audio_seconds, 3),
                   "clock": "from the end of speech" if system == "aura" else "from the cascade's start"}
-        answers[system] = {"text": pieces.text.strip(), **extra, "timing": timing}
-        yield {"type": "answer", "system": system, "text": pieces.text.strip(), **extra, "timing": timing,
+        text = pieces.text.strip()
+        answers[system] = {"text": text, **extra, "timing": timing}
+        yield {"type": "answer", "system": system, "text": text, **extra, "timing": timing,
                "finish_reason": "length" if n >= self.server.max_new_tokens(system) else "stop"}
 
     def close(self) -> None:
@@ -192,23 +190,3 @@ class Server:
 async def step(gen):
     """The next event of a generator, computed in a worker thread (None at its end)."""
     return await anyio.to_thread.run_sync(next, gen, None)
-
-
-def decode_b64_wav(data) -> np.ndarray:
-    if not isinstance(data, str):
-        raise ClientError("input_audio.data must be a base64 string", param="messages")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ClientError("input_audio.data is not valid base64", param="messages") from None
-    return decode_wav(raw)
-
-
-def wav_or_error(raw: bytes) -> np.ndarray:
-    try:
-        return decode_wav(raw)
-    except AudioInputError as e:
-        raise ClientError(str(e)) from None
-
-
-__all__ = ["Server", "Limits", "Utterance", "ClientError", "StreamError", "step", "decode_b64_wav", "wav_or_error"]

@@ -3,17 +3,21 @@ events into the wire format: WebSocket JSON, OpenAI chat-completion (chunks), or
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 import uuid
+
+import anyio
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aura_jax.inference.streaming import StreamError
-from aura_jax.serve.app import STATIC, ClientError, Utterance, decode_b64_wav, log, step, wav_or_error
-from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, AudioInputError, decode_pcm
+from aura_jax.serve.app import STATIC, ClientError, Utterance, log, step
+from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, AudioInputError, decode_pcm, decode_wav
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -89,6 +93,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def decode_b64_wav(data):
+    if not isinstance(data, str):
+        raise ClientError("input_audio.data must be a base64 string", param="messages")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError("input_audio.data is not valid base64", param="messages") from None
+    return decode_wav(raw)
+
+
+def wav_or_error(raw: bytes):
+    try:
+        return decode_wav(raw)
+    except AudioInputError as e:
+        raise ClientError(str(e)) from None
+
+
 def parse_chat(body: bytes, server) -> tuple[str, str, object, bool]:
     """(model, prompt, wave, stream) of a chat-completions request; ClientError for any other shape.
     model: "aura", "cascade", or "both" (two choices: index 0 AuRA, index 1 the cascade)."""
@@ -159,8 +180,6 @@ async def answer_events(server, prompt: str, systems, wave):
 
 
 async def _thread(fn, *args):
-    import anyio
-
     try:
         return await anyio.to_thread.run_sync(fn, *args)
     except (AudioInputError, StreamError) as e:

@@ -86,6 +86,8 @@ class CascadeSystem:
         """`answer`'s greedy ids one at a time through a KV cache, each yielded as soon as it is known."""
         from transformers import DynamicCache
 
+        from aura_jax.torch.model import _eos_ids
+
         torch, eos = self._torch, _eos_ids(self.llm, self.tok)
         inputs, cache, n = {"input_ids": self._prompt(transcript, question)}, DynamicCache(), 0
         with torch.no_grad():
@@ -106,9 +108,3 @@ class CascadeSystem:
                                     **generate_kwargs(max_new_tokens, fixed))
         return self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    """The ids `generate` stops at: the generation config's eos ids and the tokenizer's eos."""
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
-    return ids + [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else ids

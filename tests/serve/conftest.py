@@ -53,14 +53,11 @@ QUESTIONS = ["What is the capital of France?", "Who wrote Romeo and Juliet?", "H
 
 @functools.lru_cache(maxsize=None)
 def _spoken(i: int) -> bytes:
-    from aura_jax.synth import speak_with
+    from aura_jax.bench.serve import spoken
 
-    voices = [("espeak-ng", "en-us"), ("flite", "awb"), ("espeak-ng", "en-gb"), ("flite", "rms")]
-    engine, voice = voices[i % len(voices)]
-    wave = speak_with(engine, voice, QUESTIONS[i % len(QUESTIONS)])
-    return np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16).tobytes()
+    return spoken(QUESTIONS[i % len(QUESTIONS)], i).tobytes()
 
 
 def question(i: int = 0) -> np.ndarray:
-    """Spoken question i (espeak-ng and flite voices) as the 16-bit PCM a client sends."""
+    """Spoken question i (espeak-ng and flite voices in turn) as the 16-bit PCM a client sends."""
     return np.frombuffer(_spoken(i), np.int16).copy()

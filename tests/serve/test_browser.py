@@ -6,8 +6,6 @@ one, taken with the demo's model: AURA_JAX_SERVE_SCREENSHOT=PATH)."""
 
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -39,24 +37,13 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def live(aura, cascade, tmp_path_factory):
-    """uvicorn on a free 127.0.0.1 port, recording what it hears (to compare with offline)."""
-    import uvicorn
-
-    from aura_jax.serve.routes import make_app
+    """The server on a free 127.0.0.1 port, recording what it hears (to compare with offline)."""
+    from aura_jax.bench.serve import serve_in_thread
 
     heard = tmp_path_factory.mktemp("heard")
-    server = Server(aura, cascade, Limits(), record_dir=str(heard))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(make_app(server), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", heard
-    uv.should_exit = True
-    thread.join(10)
+    url, stop = serve_in_thread(Server(aura, cascade, Limits(), record_dir=str(heard)))
+    yield url + "/", heard
+    stop()
 
 
 @pytest.fixture(scope="module")
