@@ -12,6 +12,7 @@ from aura_jax import distill
 from aura_jax.config import Config, ConfigError
 from aura_jax.hf import CheckpointError, WhisperEncoderConfig, from_pretrained, read_config
 from aura_jax.models.aura import AuraModel
+from aura_jax.models.layers import set_dot_dtype
 
 
 def placeholder_token_id(llm_dir: str | Path, token: str, vocab_size: int) -> int:
@@ -79,6 +80,9 @@ def load_aura(config: Config, *, place=None, abstract: bool = False) -> AuraMode
         depth = teacher_depth(config) if config.model.truncate_teacher else None
         teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=depth,
                                   compute_dtype=config.model.compute_dtype, place=place, weights=not abstract)
+    set_dot_dtype(llm, config.model.dot_dtype)
+    if teacher is not None:
+        set_dot_dtype(teacher, config.model.dot_dtype)
     token_id = placeholder_token_id(config.model.llm, config.prompt.audio_token, llm.config.vocab_size)
     build = lambda llm, teacher: AuraModel(llm, teacher, config, placeholder_id=token_id, rngs=nnx.Rngs(config.seed))
     try:

@@ -44,6 +44,10 @@ class ModelConfig:
     teacher: str = ""  # Hugging Face Whisper directory (the frozen teacher)
     param_dtype: str = "float32"  # frozen weights (bfloat16 at scale)
     compute_dtype: str = "float32"
+    # "" (dots in the compute dtype) or "bfloat16": the frozen LLM's and teacher's weight dots take
+    # bf16 operands and give f32 results, forward and backward (models/layers.py `bf16_dot`; on an
+    # AVX512-BF16 CPU 2-3.8× an f32 dot). Activations, norms, softmax and the trainables stay f32.
+    dot_dtype: str = ""
     # "tiny": when model.llm / model.teacher do not exist yet, build random tiny checkpoints there
     # (for the tiny config and tests; real runs point at downloaded Hugging Face directories).
     random_init: str = ""
@@ -63,10 +67,11 @@ class AudioConfig:
     num_frames: int = 3000  # mel frames the student sees (30 s)
     patch_frames: int = 10  # P: frames per audio token; N = num_frames / P
     teacher_segments: int = 1  # 30 s segments the teacher sees per sample (longer clips)
-    # Mel frames of the teacher's window. Whisper was trained on 30 s windows only: keep 3000 for
-    # real checkpoints. A teacher trained on short windows (the demo's) may run on fewer — the
-    # teacher is the padding-heavy part of the step.
-    teacher_frames: int = 3000
+    # Mel frames of the teacher's window. Whisper was trained on 30 s windows only: 3000 is the
+    # paper's. A teacher trained on short windows (the toy demo's) may run on fewer, and "bucket"
+    # runs it on the student's own bucket (positions sliced, as whisper.cpp's audio_ctx does): the
+    # teacher on a 30 s window is the padding-heavy part of a short clip's step (docs/DEMO.md).
+    teacher_frames: int | str = 3000
 
     @property
     def num_audio_tokens(self) -> int:
@@ -396,9 +401,17 @@ def validate(config: Config) -> None:
         raise ConfigError(f"audio.num_frames={a.num_frames} must be in 1..3000 (30 s at 100 frames/s)")
     if a.sampling_rate != 16000:
         raise ConfigError(f"audio.sampling_rate={a.sampling_rate}: Whisper features need 16000")
-    if not 2 <= a.teacher_frames <= 3000 or a.teacher_frames % 2:
+    if a.teacher_frames == "bucket":
+        odd = [b for b in config.data.audio_buckets if b % 2] + ([a.num_frames] if a.num_frames % 2 else [])
+        if odd:
+            raise ConfigError(f"audio.teacher_frames=bucket needs even buckets (Whisper's stem halves them): {odd}")
+        if a.teacher_segments > 1:
+            raise ConfigError("audio.teacher_frames=bucket needs audio.teacher_segments=1 (segments are 30 s windows)")
+    elif isinstance(a.teacher_frames, str):
+        raise ConfigError(f"audio.teacher_frames={a.teacher_frames!r}: a number of mel frames or 'bucket'")
+    elif not 2 <= a.teacher_frames <= 3000 or a.teacher_frames % 2:
         raise ConfigError(f"audio.teacher_frames={a.teacher_frames} must be even and in 2..3000")
-    if a.teacher_frames < 3000 and a.teacher_segments > 1:
+    elif a.teacher_frames < 3000 and a.teacher_segments > 1:
         raise ConfigError("audio.teacher_frames < 3000 needs audio.teacher_segments=1 (segments are 30 s windows)")
     if a.teacher_segments < 1:
         raise ConfigError(f"audio.teacher_segments={a.teacher_segments} must be >= 1")
@@ -441,3 +454,5 @@ def validate(config: Config) -> None:
     for name in ("param_dtype", "compute_dtype"):
         if getattr(config.model, name) not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"model.{name}={getattr(config.model, name)!r}: use float32, bfloat16 or float16")
+    if config.model.dot_dtype not in ("", "bfloat16"):
+        raise ConfigError(f"model.dot_dtype={config.model.dot_dtype!r}: use '' (the compute dtype) or bfloat16")

@@ -38,9 +38,10 @@ class RealSize:
 
 
 REAL_SIZES = {
-    "full": RealSize(corpus=dict(num_train_sentences=1500, num_test_sentences=30), train_steps=150,
+    "full": RealSize(corpus=dict(num_train_sentences=2400, num_test_sentences=30), train_steps=150,
                      repro_steps=150, curve_every=50, curve_limit=12),
-    "quick": RealSize(corpus=dict(num_train_sentences=16, num_test_sentences=3, max_questions=2, max_text_qa=6), train_steps=4,
+    "quick": RealSize(corpus=dict(num_train_sentences=16, num_test_sentences=3, max_questions=2, max_text_qa=6,
+                                  min_heard=0, min_voices=0, max_open_qa=4), train_steps=4,  # too few sentences to cover the test words
                       repro_steps=2, curve_every=4, curve_limit=2,
                       # one audio shape and batch 2: few compilations (CI), every stage still runs
                       overrides=("batch_size=2", "data.audio_buckets=[600]", "data.speech_fraction=0.5",
@@ -286,6 +287,7 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         f"{counts['text_qa_candidates']}), {counts['sdqa_questions']} spoken test questions the LLM answers right "
         f"from the text (of {counts['test_questions']}; {kinds}). Voice groups: "
         + "; ".join(f"{GROUP_NAMES[g]}: {', '.join(v)}" for g, v in groups.items()) + ".", "",
+        *coverage_lines(corpus.get("coverage")),
         "## ASR: WER % per voice group (held-out sentences)", "",
         "| voices | clips | AuRA | Whisper tiny.en | AuRA / Whisper | AuRA s/clip | Whisper s/clip |",
         "|---|---|---|---|---|---|---|", *asr, "",
@@ -317,6 +319,20 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         "latency_s": {s: results[("sdqa", s, None)]["latency_s_per_sample"] for s, _ in SYSTEMS},
         "audio_use": diagnosis["audio_use"], "curve": curve, "teacher_curve_wer": teacher, "times": st.times, "steps": st.steps}, indent=1))
     return path
+
+
+def coverage_lines(cov: dict | None) -> list[str]:
+    """The coverage table: per spoken test question, its rarest word's count in training and the fewest
+    training voices that speak any of its words."""
+    if not cov:
+        return []
+    lines = ["## Coverage: every test word is heard in training (no test sentence or question is)", "",
+             f"{cov['words_meeting']} of {cov['test_words']} test words (test questions and test sentences) are "
+             f"heard at least {cov['min_heard']} times by at least {cov['min_voices']} training voices; the rarest "
+             f"word of a test sentence is heard {cov['test_sentences_min_heard']} times.", "",
+             "| test question | rarest word | heard | fewest voices |", "|---|---|---|---|"]
+    lines += [f"| {q} | {c['rarest']} | {c['heard']} | {c['voices']} |" for q, c in cov["questions"].items()]
+    return lines + [""]
 
 
 def add_arguments(p) -> None:

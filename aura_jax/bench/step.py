@@ -15,7 +15,7 @@ def synthetic_batch(config, *, vocab_size: int, placeholder_id: int, text_len: i
                     rows: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """A batch of the configured shapes: every row speech (placeholder at slot 8, full-length audio),
     random token ids, the second half of the text slots CE targets."""
-    from aura_jax.audio import N_FRAMES
+    from aura_jax.data.examples import has_teacher_features
 
     rng = np.random.default_rng(seed)
     b = config.batch_size if rows is None else rows
@@ -33,7 +33,7 @@ def synthetic_batch(config, *, vocab_size: int, placeholder_id: int, text_len: i
     batch = dict(input_ids=ids, attention_mask=np.ones((b, t), bool), loss_mask=loss_mask,
                  audio_features=features, audio_valid_frames=np.full((b,), frames, np.int32))
     tf = config.audio.teacher_frames
-    if frames < tf or segments > 1 or tf < N_FRAMES:
+    if has_teacher_features(frames, tf, segments):
         teacher = (rng.standard_normal((b, segments, m, tf)) * 0.5).astype(np.float32)
         teacher[:, 0, :, :min(frames, tf)] = features[..., :tf]
         batch["teacher_features"] = teacher

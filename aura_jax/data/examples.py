@@ -48,8 +48,17 @@ def silence_features(n_mels: int) -> np.ndarray:
     return f
 
 
+def has_teacher_features(frames: int, teacher_frames: int | str, teacher_segments: int) -> bool:
+    """Whether the teacher needs features of its own: its window differs from the student's bucket
+    (a 30 s window for a shorter bucket, several 30 s segments, or a short fixed window). With
+    `teacher_frames="bucket"` the teacher hears the student's bucket itself (positions sliced)."""
+    if teacher_frames == "bucket":
+        return teacher_segments > 1
+    return frames < teacher_frames or teacher_segments > 1 or teacher_frames < N_FRAMES
+
+
 def batch_shapes(rows: int, text_len: int, frames: int, *, n_mels: int, teacher_segments: int,
-                 teacher_frames: int = N_FRAMES) -> dict[str, tuple[tuple[int, ...], type]]:
+                 teacher_frames: int | str = N_FRAMES) -> dict[str, tuple[tuple[int, ...], type]]:
     """{key: (shape, dtype)} of a batch of `rows` rows, `text_len` text slots and `frames` student mel
     frames: what `BatchMaker` builds, and what `aura-jax aot` compiles for without data. The teacher
     gets its own features when its window differs from the student's (shorter clips' buckets,
@@ -57,7 +66,7 @@ def batch_shapes(rows: int, text_len: int, frames: int, *, n_mels: int, teacher_
     shapes = dict(input_ids=((rows, text_len), np.int32), attention_mask=((rows, text_len), np.bool_),
                   loss_mask=((rows, text_len), np.bool_), audio_features=((rows, n_mels, frames), np.float32),
                   audio_valid_frames=((rows,), np.int32))
-    if frames < teacher_frames or teacher_segments > 1 or teacher_frames < N_FRAMES:
+    if has_teacher_features(frames, teacher_frames, teacher_segments):
         shapes["teacher_features"] = ((rows, teacher_segments, n_mels, teacher_frames), np.float32)
         shapes["teacher_valid_frames"] = ((rows, teacher_segments), np.int32)
     shapes["example_index"] = ((rows,), np.int64)
@@ -72,7 +81,7 @@ class BatchMaker:
     """
 
     def __init__(self, examples: list[Example], *, n_mels: int, text_bucket: int, teacher_segments: int,
-                 pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int = N_FRAMES):
+                 pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int | str = N_FRAMES):
         self.examples, self.n_mels, self.text_bucket = examples, n_mels, text_bucket
         self.segments, self.pad_id, self.teacher_frames = teacher_segments, pad_id, teacher_frames
         self.process_index, self.process_count = process_index, process_count

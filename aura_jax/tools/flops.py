@@ -148,7 +148,7 @@ def shapes_from_config(config, batch_shapes: dict[str, tuple]) -> StepShapes:
         teacher = WhisperEncoderConfig.from_hf(read_config(config.model.teacher))
         kw = dict(teacher_width=teacher.d_model, teacher_ffn=teacher.encoder_ffn_dim,
                   teacher_depth=teacher_depth(config), head_hidden=config.distill.head_hidden,
-                  teacher_frames=batch_shapes.get("teacher_features", (0, 0, 0, 3000))[-1])
+                  teacher_frames=batch_shapes.get("teacher_features", (0, 0, 0, frames))[-1])
     return StepShapes(batch=b, text_len=t, audio_frames=frames, teacher_segments=segments,
                       hidden=llm.hidden_size, intermediate=llm.intermediate_size, layers=llm.num_hidden_layers,
                       heads=llm.num_attention_heads, kv_heads=llm.num_key_value_heads, head_dim=llm.head_dim,

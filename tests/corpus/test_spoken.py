@@ -14,7 +14,7 @@ from aura_jax.data.sources import Row, read_commonvoice, read_qa_jsonl
 from aura_jax.evaluate.datasets import read_sdqa
 from aura_jax.evaluate.metrics import contains
 
-TINY = dict(num_train_sentences=10, num_test_sentences=4, max_questions=3, max_text_qa=5)
+TINY = dict(num_train_sentences=10, num_test_sentences=4, max_questions=3, max_text_qa=5, max_open_qa=3, min_heard=0, min_voices=0)
 
 
 @pytest.fixture(scope="module")
