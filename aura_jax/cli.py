@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-train", help="training-step time, tokens/s, FLOPs and MFU (optionally vs PyTorch)")
     _lazy(p, "aura_jax.bench.train", "add_arguments", "main")
 
+    p = sub.add_parser("bench-variants", help="the training step of several variants of one config, timed "
+                                              "round-robin in one process (the teacher's window, the dot dtype)")
+    _lazy(p, "aura_jax.bench.variants", "add_arguments", "main")
+
+    p = sub.add_parser("bench-teacher-window", help="the distillation targets and teacher time when Whisper "
+                                                    "hears the clip's bucket instead of its 30 s window")
+    _lazy(p, "aura_jax.bench.teacher_window", "add_arguments", "main")
+
     p = sub.add_parser("bench-ops", help="the teacher's attention and a LoRA MLP's backward, each way we compute "
                                          "them, against PyTorch (issue 16)")
     _lazy(p, "aura_jax.bench.ops", "add_arguments", "main")
@@ -172,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "over 3 seeds"),
           "aura_jax.demo_real", "add_repro_arguments", "repro_main")
     _lazy(sub.add_parser("serve", help="a voice page and endpoints (WebSocket stream, OpenAI chat completions with "
-                         "input_audio, WAV POST) for an export or run, with --cascade beside it"),
+                         "input_audio and transcriptions, audio POST) for an export or run, the cascade beside it"),
           "aura_jax.serve.main", "add_arguments", "main")
     _lazy(sub.add_parser("bench-serve", help="the server's first-token latency: each question alone (AuRA vs the "
                          "cascade), then N concurrent streams (p50/p95), every answer checked against offline"),

@@ -125,6 +125,18 @@ def test_buckets_and_teacher_features(tokenizer, tmp_path):
         elif ex.id == "twelve.wav":
             assert batch["teacher_valid_frames"].tolist() == [[800]]
             np.testing.assert_array_equal(batch["teacher_features"][0, 0], batch["audio_features"][0][:, :800])
+    # The teacher on the clip's bucket (audio.teacher_frames=bucket): no features of its own in any batch,
+    # so the loss hands it the student's audio_features and valid frames (training/loss.py).
+    fitted = TrainData(cfg(*common, "audio.teacher_frames=bucket"), tokenizer, verbose=False)
+    shapes = {fitted.examples[b["example_index"][0]].id: b["audio_features"].shape[-1] for b in fitted.iterator()
+              if "teacher_features" not in b}
+    assert shapes == {**expect, "synthetic-qa-0-0": 500}
+    with pytest.raises(ConfigError, match="even buckets"):
+        cfg(*common, "audio.teacher_frames=bucket", "data.audio_buckets=[505,3000]", "audio.patch_frames=5")
+    with pytest.raises(ConfigError, match="teacher_segments=1"):
+        cfg(*common, "audio.teacher_frames=bucket", "audio.teacher_segments=2")
+    with pytest.raises(ConfigError, match="'clip'"):
+        cfg(*common, "audio.teacher_frames=clip")
     with pytest.raises(ConfigError, match="teacher_frames"):
         cfg(*common, "audio.teacher_frames=801")
     with pytest.raises(ConfigError, match="teacher_segments=1"):
