@@ -24,6 +24,7 @@ class AuraAnswerer:
 
     window_seconds: float
     description: str
+    asr_prompt: str  # what AuRA is asked for a transcript: its training's prompt.asr_instruction, as eval asks it
 
     def open(self, prompt: str):
         raise NotImplementedError
@@ -40,6 +41,7 @@ class TorchAura(AuraAnswerer):
         self.lm = AuraSpeechLM.from_pretrained(export_dir, dtype="float32")
         a = self.lm.aura["audio"]
         self.window_seconds = a["num_frames"] / 100.0
+        self.asr_prompt = self.lm.aura["prompt"]["asr_instruction"]
         self.description = f"AuRA export {export_dir} (PyTorch)"
 
     def open(self, prompt: str):
@@ -60,6 +62,7 @@ class JaxAura(AuraAnswerer):
         self.config, self.model, step = restore_student(run_dir, None, [NO_RANDOM_INIT])
         self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
         self.window_seconds = self.config.audio.num_frames / 100.0
+        self.asr_prompt = self.config.prompt.asr_instruction
         self.description = f"AuRA run {run_dir}, step {step} (JAX)"
 
     def open(self, prompt: str):
@@ -83,6 +86,42 @@ def load_aura(model: str, **kwargs) -> AuraAnswerer:
         return TorchAura(model, **kwargs)
     raise FileNotFoundError(f"{model}: neither a training run directory (config.yaml) nor an aura-jax export "
                             "(aura_config.json); e.g. runs/demo/run or runs/demo/export/merged")
+
+
+def recorded_cascade(model: str) -> tuple[str, str]:
+    """(Whisper, LLM) directories MODEL was trained with, for the cascade beside it: a run directory's
+    config.yaml (model.teacher, model.llm); an export's aura_config.json (base_model, and the teacher in
+    the config.yaml of the run it names). Relative paths count from here, as training read them. Any
+    missing directory is one FileNotFoundError naming it and saying how to pass another."""
+    from aura_jax.config import load_config
+
+    path, how = Path(model), "pass --cascade WHISPER LLM to use others, or --no-cascade"
+    if (path / "config.yaml").is_file():
+        run, llm = path, None
+    else:
+        aura = _export_config(path)
+        run, llm = Path(aura.get("run_dir", "")), aura.get("base_model")
+        if not aura.get("run_dir") or not (run / "config.yaml").is_file():
+            raise FileNotFoundError(f"{model}: the run it was exported from ({aura.get('run_dir') or 'not recorded'}) "
+                                    f"has no config.yaml here, so its Whisper teacher is unknown; {how}")
+    config = load_config(run / "config.yaml")
+    pair = {"Whisper": (config.model.teacher, f"model.teacher of {run / 'config.yaml'}"),
+            "LLM": (llm or config.model.llm, "base_model of its aura_config.json" if llm else
+                    f"model.llm of {run / 'config.yaml'}")}
+    for name, (where, source) in pair.items():
+        if not where or not Path(where).is_dir():
+            raise FileNotFoundError(f"the cascade's {name} {where or '(not set)'} ({source}) does not exist; {how}")
+    return str(pair["Whisper"][0]), str(pair["LLM"][0])
+
+
+def _export_config(path: Path) -> dict:
+    import json
+
+    for p in (path / "aura_config.json", path / "merged" / "aura_config.json", path / "peft" / "aura_config.json"):
+        if p.is_file():
+            return json.loads(p.read_text())
+    raise FileNotFoundError(f"{path}: neither a training run directory (config.yaml) nor an aura-jax export "
+                            "(aura_config.json)")
 
 
 class Cascade:

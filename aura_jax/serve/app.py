@@ -1,12 +1,13 @@
-"""The server: one Starlette app, three ways in, one utterance per request.
+"""The server: one Starlette app, four ways in, one utterance per request.
 
-    GET  /                      the voice page (static/, every asset local)
-    WS   /v1/stream             {"type": "start", ...}, binary 16 kHz PCM chunks, {"type": "end"} →
-                                token events, one answer record per system, {"type": "done"}
-    POST /v1/chat/completions   OpenAI's chat-completions shape with an `input_audio` part (base64 WAV),
-                                `"stream": true` for server-sent events; `"model": "cascade"` asks the cascade
-    POST /v1/audio/answer       a WAV file as the body (?prompt=...): every served system's answer and timing
-    GET  /health                model, limits, streams in use
+    GET  /                          the voice page (static/, every asset local)
+    WS   /v1/stream                 {"type": "start", "sample_rate": ...}, binary PCM chunks (8-48 kHz, mono or
+                                    stereo), {"type": "end"} → token events, one answer record per system, done
+    POST /v1/chat/completions       OpenAI's chat-completions shape with an `input_audio` part (base64 WAV, MP3,
+                                    ...), `"stream": true` for server-sent events; `"model": "cascade"` asks the cascade
+    POST /v1/audio/transcriptions   OpenAI's transcription shape (multipart `file`): AuRA's or the cascade's transcript
+    POST /v1/audio/answer           an audio file as the body (?prompt=...): every served system's answer and timing
+    GET  /health                    model, limits, what audio it takes, streams in use
 (`routes.make_app(server)` builds the app; this module holds what they share.)
 
 The models run in worker threads (anyio), one step at a time: audio is prefilled as each WebSocket
@@ -29,7 +30,15 @@ import anyio
 import numpy as np
 
 from aura_jax.serve.answerers import DEFAULT_PROMPT, TextPieces
-from aura_jax.serve.audio_input import PCM_FORMATS, SAMPLING_RATE, encode_wav
+from aura_jax.serve.audio_input import (
+    FILE_FORMATS,
+    FILE_RATES,
+    PCM_FORMATS,
+    SAMPLING_RATE,
+    STREAM_CHANNELS,
+    STREAM_RATES,
+    encode_wav,
+)
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("aura_jax.serve")
@@ -172,7 +181,11 @@ class Server:
     def info(self) -> dict:
         return {"model": self.aura.description, "cascade": self.cascade.description if self.cascade else None,
                 "limits": {**dataclasses.asdict(self.limits), "max_audio_seconds": self.max_audio_seconds},
-                "sample_rate": SAMPLING_RATE, "formats": sorted(PCM_FORMATS), "streams_in_use": self.in_use,
+                "stream": {"sample_rates": list(STREAM_RATES), "channels": list(STREAM_CHANNELS),
+                           "formats": sorted(PCM_FORMATS)},
+                "files": {"formats": sorted({f.lower() for f in FILE_FORMATS.values()}),
+                          "sample_rates": list(FILE_RATES)},
+                "heard_at": SAMPLING_RATE, "streams_in_use": self.in_use,
                 "default_prompt": DEFAULT_PROMPT}
 
     def warm_up(self) -> None:

@@ -1,4 +1,5 @@
-"""`aura-jax serve MODEL [--cascade WHISPER LLM]`: the voice page and its endpoints on 127.0.0.1."""
+"""`aura-jax serve MODEL [--cascade WHISPER LLM | --no-cascade]`: the voice page and its endpoints on 127.0.0.1;
+the cascade beside AuRA is the Whisper and LLM that MODEL records unless other directories are passed."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ def add_arguments(p) -> None:
     d = Limits()
     p.add_argument("model", help="an aura-jax export (PyTorch: runs/demo/export/merged) or a training run directory "
                    "(JAX: runs/demo/run)")
-    p.add_argument("--cascade", nargs=2, metavar=("WHISPER", "LLM"), default=None,
-                   help="also answer through Whisper then the base LLM (Hugging Face directories), shown beside AuRA")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--cascade", nargs=2, metavar=("WHISPER", "LLM"), default=None,
+                       help="the cascade shown beside AuRA: Whisper then the LLM (Hugging Face directories); default: "
+                       "the teacher and LLM that MODEL was trained with (its config.yaml, or its export's records)")
+    which.add_argument("--no-cascade", action="store_true", help="serve AuRA alone")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "anything else serves the network and says so)")
     p.add_argument("--port", type=int, default=8000)
@@ -37,15 +41,21 @@ def add_arguments(p) -> None:
 
 
 def build_server(args):
-    from aura_jax.serve.answerers import Cascade, load_aura
+    from aura_jax.serve.answerers import Cascade, load_aura, recorded_cascade
     from aura_jax.serve.app import Limits, Server
 
     for name in ("max_audio_seconds", "max_message_bytes", "max_streams", "max_new_tokens", "chunk_patches"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"aura-jax serve: --{name.replace('_', '-')} must be positive")
+    pair = args.cascade
+    if pair is None and not args.no_cascade:
+        try:  # before loading AuRA: a missing directory fails in a second, not after the model loads
+            pair = recorded_cascade(args.model)
+        except FileNotFoundError as e:
+            raise SystemExit(f"aura-jax serve: {e}") from None
     aura = load_aura(args.model, max_new_tokens=args.max_new_tokens, chunk_patches=args.chunk_patches,
                      padded=args.padded)
-    cascade = Cascade(*args.cascade, max_new_tokens=args.max_new_tokens) if args.cascade else None
+    cascade = Cascade(*pair, max_new_tokens=args.max_new_tokens) if pair else None
     limits = Limits(args.max_audio_seconds, args.max_message_bytes, args.max_streams)
     return Server(aura, cascade, limits, record_dir=args.record, allow_origins=tuple(args.allow_origin))
 
@@ -74,7 +84,7 @@ def main(args) -> int:
         server.warm_up()
     print(f"{server.aura.description}" + (f"; cascade: {server.cascade.description}" if server.cascade else ""))
     print(f"open http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/ "
-          "(WebSocket /v1/stream, POST /v1/chat/completions, POST /v1/audio/answer)")
+          "(WebSocket /v1/stream, POST /v1/chat/completions, POST /v1/audio/transcriptions, POST /v1/audio/answer)")
     uvicorn.run(make_app(server), host=args.host, port=args.port, ws_max_size=args.max_message_bytes + 4096,
                 log_level="info")
     return 0

@@ -1,10 +1,11 @@
-// The voice page: microphone (getUserMedia → AudioWorklet capture.js → 16 kHz) or the bundled example
-// question, streamed to /v1/stream as 16-bit PCM while it is heard; the answers stream back token by
+// The voice page: microphone (getUserMedia → AudioWorklet capture.js, at the audio context's rate: 16 kHz
+// where the browser gives it, else the server resamples) or the bundled example question, streamed to
+// /v1/stream as 16-bit PCM while it is heard; the answers stream back token by
 // token, AuRA's and (when the server runs one) the cascade's, each with its time to first token.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const RATE = 16000;
-let ws = null, mic = null, endSentAt = 0, firstSeen = {};
+const RATE = 16000;  // asked of the audio context: what the model hears, so nothing needs resampling
+let ws = null, mic = null, endSentAt = 0, firstSeen = {}, sendRate = RATE;
 
 function setState(state, message) {
   document.body.dataset.state = state;
@@ -32,7 +33,7 @@ function sendSamples(samples) {
   if (!ws || ws.readyState !== WebSocket.OPEN || samples.length === 0) return;
   ws.send(toInt16(samples).buffer);
   heardSamples += samples.length;
-  $("heard").textContent = (heardSamples / RATE).toFixed(1);
+  $("heard").textContent = (heardSamples / sendRate).toFixed(1);
   let sum = 0;
   for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
   $("level").value = Math.min(1, Math.sqrt(sum / samples.length) * 4);
@@ -54,12 +55,13 @@ function timingLine(system, t) {
   return `first token ${ms(t.first_token_s)} ${since}${system === "aura" ? page : ""}${rate} · ${t.tokens} tokens · heard ${t.audio_s} s`;
 }
 
-function connect() {
+function connect(rate) {
+  sendRate = Math.round(rate);
   return new Promise((resolve, reject) => {
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/stream`;
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
-    socket.onopen = () => socket.send(JSON.stringify({ type: "start", sample_rate: RATE, format: "s16le",
+    socket.onopen = () => socket.send(JSON.stringify({ type: "start", sample_rate: sendRate, format: "s16le",
                                                        cascade: $("use-cascade").checked && !$("use-cascade").disabled }));
     socket.onmessage = (e) => {
       const m = JSON.parse(e.data);
@@ -83,18 +85,19 @@ async function startMic() {
   clearAnswers(); heardSamples = 0;
   setState("connecting", "Connecting…");
   try {
-    ws = await connect();
     const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false,
                                                                          noiseSuppression: false, autoGainControl: false } });
     const ctx = new AudioContext({ sampleRate: RATE });
+    mic = { stream, ctx };
     await ctx.audioWorklet.addModule("/static/capture.js");
+    ws = await connect(ctx.sampleRate);
     const node = new AudioWorkletNode(ctx, "capture");
     const source = ctx.createMediaStreamSource(stream);
     const mute = ctx.createGain(); mute.gain.value = 0;  // keeps the graph pulling samples through the worklet
     source.connect(node); node.connect(mute); mute.connect(ctx.destination);
     node.port.onmessage = (e) => { sendSamples(e.data.samples); if (e.data.last) { sendEnd(); release(); } };
     mic = { stream, ctx, node, source };
-    setState("listening", `Listening (the browser records at ${ctx.sampleRate} Hz; 16 kHz goes to the server)… ask your question, then press Stop.`);
+    setState("listening", `Listening (at ${ctx.sampleRate} Hz${ctx.sampleRate === RATE ? "" : "; the server resamples to 16 kHz"})… ask your question, then press Stop.`);
   } catch (err) {
     if (document.body.dataset.state !== "error") setState("error", `Error: ${err.message}`);
     stopMic(false);
@@ -103,7 +106,7 @@ async function startMic() {
 
 function release() {
   if (!mic) return;
-  mic.source.disconnect(); mic.node.disconnect();
+  if (mic.source) { mic.source.disconnect(); mic.node.disconnect(); }
   mic.stream.getTracks().forEach((t) => t.stop());
   mic.ctx.close();
   mic = null;
@@ -118,16 +121,16 @@ async function playExample() {
   clearAnswers(); heardSamples = 0;
   setState("connecting", "Connecting…");
   try {
-    ws = await connect();
     const ctx = new AudioContext({ sampleRate: RATE });
     const wav = await (await fetch("/static/example.wav")).arrayBuffer();
-    const buffer = await ctx.decodeAudioData(wav);
-    const samples = buffer.getChannelData(0);
+    const buffer = await ctx.decodeAudioData(wav);  // at the context's rate
+    const samples = buffer.getChannelData(0), rate = buffer.sampleRate;
+    ws = await connect(rate);
     const play = ctx.createBufferSource(); play.buffer = buffer; play.connect(ctx.destination); play.start();
     setState("playing", "Playing the example question, streaming it as it plays…");
-    const step = RATE / 10, start = performance.now();
+    const step = Math.round(rate / 10), start = performance.now();
     for (let i = 0; i < samples.length; i += step) {  // 100 ms pieces, each sent when it has been heard
-      const wait = start + ((Math.min(i + step, samples.length)) / RATE) * 1000 - performance.now();
+      const wait = start + ((Math.min(i + step, samples.length)) / rate) * 1000 - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       sendSamples(samples.subarray(i, i + step));
     }
