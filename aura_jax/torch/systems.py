@@ -74,6 +74,32 @@ class CascadeSystem:
         vocab = len(self.asr_tok)
         return self.asr_tok.decode([i % vocab for i in ids], skip_special_tokens=True)  # (random weights: any id)
 
+    def transcribe_batch(self, clips, asr_tokens: int) -> list[str]:
+        """`transcribe` of several clips in one `generate` call (each row's encoder is its own; the
+        decoder pads a finished row until the longest is done): what eval runs, a batch at a time."""
+        torch = self._torch
+        waves = [load_audio(c) if isinstance(c, (str, Path)) else np.asarray(c, np.float32) for c in clips]
+        feats = np.stack([log_mel_spectrogram(w, 16000, self.asr.config.num_mel_bins) for w in waves])
+        with torch.no_grad():
+            ids = self.asr.generate(torch.as_tensor(feats, dtype=self.dtype, device=self.device), **self.english,
+                                    **generate_kwargs(asr_tokens, False))
+        vocab = len(self.asr_tok)
+        return [self.asr_tok.decode([i % vocab for i in row.tolist()], skip_special_tokens=True) for row in ids]
+
+    def answer_batch(self, transcripts: list[str], question: str, max_new_tokens: int) -> list[str]:
+        """`answer` of several transcripts in one left-padded `generate` call."""
+        torch = self._torch
+        side, self.tok.padding_side = self.tok.padding_side, "left"
+        try:
+            texts = [self.tok.apply_chat_template([{"role": "user", "content": f"{t}\n{question}"}],
+                                                  add_generation_prompt=True, tokenize=False) for t in transcripts]
+            ids = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        finally:
+            self.tok.padding_side = side
+        with torch.no_grad():
+            out = self.llm.generate(**ids, pad_token_id=self.tok.pad_token_id, **generate_kwargs(max_new_tokens, False))
+        return [self.tok.decode(row, skip_special_tokens=True) for row in out[:, ids["input_ids"].shape[1]:]]
+
     def __call__(self, clip, question: str, max_new_tokens: int, fixed: bool, asr_tokens: int) -> str:
         return self.answer(self.transcribe(clip, asr_tokens, fixed), question, max_new_tokens, fixed)
 
