@@ -19,7 +19,8 @@ def test_bench_infer_generation_jax_against_transformers(tiny_run_dir, tiny_qwen
         # --floor: a lower bound, so below what either side measured, prefill and whole
         f = x["floor"]
         assert 0 < f["prefill_s"] <= min(x["jax_prefill_s"], x["transformers_prefill_s"])
-        assert f["total_s"] <= f["total_s_matvec"] <= min(x["jax_s"], x["transformers_s"])
+        # (the read-bandwidth and matrix-vector floors come from two measured rates: no order between them)
+        assert max(f["total_s"], f["total_s_matvec"]) <= min(x["jax_s"], x["transformers_s"])
         assert x["max_speedup"] >= x["jax_speedup"]
         assert x["rates"]["matmul_gflops"]["best"] == max(x["rates"]["matmul_gflops"]["jax"],
                                                           x["rates"]["matmul_gflops"]["torch"])

@@ -49,6 +49,19 @@ def test_loss_and_gradients_equal_the_plain_step(make_aura, tiny_batch, referenc
         np.testing.assert_allclose(g, grads0[k], rtol=1e-4, atol=1e-6 * max(1.0, np.abs(grads0[k]).max()), err_msg=k)
 
 
+def test_bf16_dots_follow_the_plain_step_within_bf16_tolerance(make_aura, tiny_batch, reference):
+    """model.dot_dtype=bfloat16 (tests/models/test_bf16_dots.py): the student's and the teacher's weight dots
+    in bf16, so the loss terms and every gradient move, by no more than bf16's rounding."""
+    loss0, metrics0, grads0 = reference
+    loss, metrics, grads = loss_and_grads(make_aura("model.dot_dtype=bfloat16"), tiny_batch)
+    for k in ("ce", "distill"):
+        a, b = float(metrics[k]), float(metrics0[k])
+        assert a != b and abs(a - b) <= 2e-2 * abs(b), k
+    assert grads.keys() == grads0.keys()
+    for k, g in grads.items():
+        assert np.abs(g - grads0[k]).max() <= 5e-2 * np.abs(grads0[k]).max() + 1e-7, k
+
+
 def test_untruncated_teacher_gives_the_same_targets(make_aura, tiny_batch, reference):
     assert make_aura().teacher.num_layers == 2  # K=2, low: layers 1..2 of 4
     model = make_aura("model.truncate_teacher=false")
