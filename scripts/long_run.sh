@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 33's long run: the real pair (SmolLM2-135M-Instruct hears from Whisper tiny.en) on the demo's
 # corpus, the paper's loss with the teacher on the clip's bucket and bf16 dots (3.3x the step), curves every 100 steps.
-# Running it again resumes from the latest checkpoint in runs/long/run (nohup it; log in runs/long/train.log).
+# Running it again resumes from the latest checkpoint in runs/long/run_seed$SEED (nohup it; log in runs/long/train.log).
 #   STEPS=1200 SEED=0 bash scripts/long_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -58,6 +58,7 @@ class CascadeSystem:
         self.asr.generation_config.max_length = None  # max_new_tokens bounds each call (else a warning per clip)
         self.asr_tok = AutoTokenizer.from_pretrained(whisper_dir)
         self.llm = AutoModelForCausalLM.from_pretrained(qwen_dir, dtype=dtype).to(device).eval()
+        self.llm.generation_config.max_length = None  # as for Whisper: max_new_tokens bounds each call
         self.tok = AutoTokenizer.from_pretrained(qwen_dir)
         self.english = {"language": "en", "task": "transcribe"} if hasattr(self.asr.generation_config, "lang_to_id") else {}
         self._torch = torch
