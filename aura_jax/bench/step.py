@@ -115,6 +115,8 @@ def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = No
     completion and returns its metrics, `finish(times, first_metrics)` the result dict of `bench_jax`."""
     import jax
 
+    from aura_jax.tools.flops import hlo_matmul_flops_by_dtype
+
     trainer, host_batch, batch, pid = jax_setup(config, data=data, text_tokens=text_tokens, log=log)
     initial = trainable_arrays(trainer.state.params) if keep_initial_trainables else None
     start = time.perf_counter()
@@ -135,6 +137,7 @@ def prepare_jax(config, *, data: str = "synthetic", text_tokens: int | None = No
                 "step0": {k: float(np.asarray(jax.device_get(first[k]))) for k in ("loss", "ce", "distill")},
                 "batch_shapes": {k: tuple(v.shape) for k, v in batch.items()},
                 "xla_flops_per_device": cost_analysis_flops(compiled), "memory": memory_analysis(compiled),
+                "dot_flops_by_dtype": hlo_matmul_flops_by_dtype(compiled.as_text()),
                 "backend": jax.default_backend(), "device_kind": device.device_kind,
                 "num_devices": jax.device_count(), "mesh": dict(trainer.mesh.shape), "host_batch": host_batch,
                 "initial_trainables": initial, "placeholder_id": pid, "device_memory": device_memory}

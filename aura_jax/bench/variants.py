@@ -70,7 +70,8 @@ def run(config_path: str, overrides: list[str], variants: list[tuple[str, list[s
         out["variants"][name] = {"overrides": own, "median_s": med, "min_s": min(times[name]),
                                  "max_s": max(times[name]), "speedup": base / med, "compile_s": fig["compile_s"],
                                  "step0": fig["step0"], "times_s": times[name],
-                                 "xla_flops_per_device": fig["xla_flops_per_device"]}
+                                 "xla_flops_per_device": fig["xla_flops_per_device"],
+                                 "dot_flops_by_dtype": fig["dot_flops_by_dtype"]}
         del fig
     return out
 
@@ -81,6 +82,10 @@ def table(out: dict) -> str:
     for name, v in out["variants"].items():
         lines.append(f"| {name} | {' '.join(v['overrides']) or '–'} | {v['median_s']:.2f} | {v['min_s']:.2f}–"
                      f"{v['max_s']:.2f} | {v['speedup']:.2f} | {v['step0']['ce']:.4f} | {v['step0']['distill']:.4f} |")
+    for name, v in out["variants"].items():  # what the step's matmuls run in (tools/flops.py)
+        dots = sorted(v["dot_flops_by_dtype"].items(), key=lambda kv: -kv[1])
+        lines.append(f"\n{name}: dot GFLOP by operand types " + ", ".join(f"{k} {f / 1e9:.3g}" for k, f in dots)
+                     + (f" (XLA's total {v['xla_flops_per_device'] / 1e9:.1f})" if v["xla_flops_per_device"] else ""))
     la = out["load_average"]
     lines.append(f"\n{out['steps']} rounds, interleaved; load average before {la['before']}, after {la['after']}, "
                  f"{la['cores']} CPUs.")

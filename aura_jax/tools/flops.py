@@ -185,27 +185,37 @@ def hlo_matmul_flops(hlo_text: str) -> float:
     """2·(output elements)·(contracted size) summed over every `dot` and `convolution` of an HLO module
     (text of `jax.jit(f).lower(...).compiler_ir('hlo').as_hlo_text()`): the matmul part of what XLA's
     cost analysis counts, without the elementwise ops. Checks `step_flops` exactly (tests)."""
+    return sum(hlo_matmul_flops_by_dtype(hlo_text).values())
+
+
+def hlo_matmul_flops_by_dtype(hlo_text: str) -> dict[str, float]:
+    """`hlo_matmul_flops` split by operand and result types, e.g. {"bf16×bf16→f32": …, "f32×f32→f32": …}
+    (a convolution's key starts "conv "). Works on a lowered module and on a compiled one's optimized
+    text (`compiled.as_text()`, fusion bodies included: names are unique module-wide), which is where
+    one sees what a bf16-dot step still runs in float32 (issue 33)."""
     import math
     import re
+    from collections import defaultdict
 
-    shape_re = re.compile(r"^\s*(?:ROOT\s+)?([\w.\-]+)\s*=\s*[a-z0-9]+\[([0-9,]*)\]")
+    shape_re = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*([a-z0-9]+)\[([0-9,]*)\]")
     shapes, ops = {}, []
     for line in hlo_text.splitlines():
         m = shape_re.match(line)
         if not m:
             continue
-        shapes[m.group(1)] = [int(x) for x in m.group(2).split(",") if x]
+        shapes[m.group(1)] = (m.group(2), [int(x) for x in m.group(3).split(",") if x])
         if " dot(" in line or " convolution(" in line:
             ops.append((m.group(1), line))
-    total = 0.0
+    totals = defaultdict(float)
     for name, line in ops:
-        out = math.prod(shapes[name])
-        lhs_name, rhs_name = re.search(r"(?:dot|convolution)\(([^,)]+), ([^,)]+)\)", line).groups()
-        lhs, rhs = shapes[lhs_name.strip()], shapes[rhs_name.strip()]
+        out_type, out_shape = shapes[name]
+        out = math.prod(out_shape)
+        lhs_name, rhs_name = re.search(r"(?:dot|convolution)\(%?([^,)]+), %?([^,)]+)\)", line).groups()
+        (lt, lhs), (rt, rhs) = shapes[lhs_name.strip()], shapes[rhs_name.strip()]
         if " dot(" in line:
             dims = re.search(r"lhs_contracting_dims=\{([0-9,]*)\}", line).group(1)
-            total += 2.0 * out * math.prod(lhs[int(i)] for i in dims.split(",") if i)
+            totals[f"{lt}×{rt}→{out_type}"] += 2.0 * out * math.prod(lhs[int(i)] for i in dims.split(",") if i)
         else:  # kernel elements per output feature = window × input features (per group)
             kernel_labels = re.search(r"dim_labels=\w+_(\w+)->", line).group(1)
-            total += 2.0 * out * math.prod(rhs) / rhs[kernel_labels.index("o")]
-    return total
+            totals[f"conv {lt}×{rt}→{out_type}"] += 2.0 * out * math.prod(rhs) / rhs[kernel_labels.index("o")]
+    return dict(totals)
