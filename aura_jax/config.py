@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -104,6 +105,9 @@ class LossConfig:
     distill_weight: float = 1.0  # β; 0 → CE-only ablation
     lambda_cos: float = 1.0
     lambda_mse: float = 1.0
+    # Soundwave's (arXiv 2502.12900) auxiliary CTC over the LLM's vocabulary on the layer-K audio
+    # states (training/loss.py `audio_ctc`); not in the paper: 0 → the paper's recipe, unchanged.
+    ctc_weight: float = 0.0
 
 
 @dataclasses.dataclass
@@ -432,8 +436,11 @@ def validate(config: Config) -> None:
     for name in ("ce_weight", "distill_weight", "lambda_cos", "lambda_mse"):
         if getattr(lo, name) < 0:
             raise ConfigError(f"loss.{name}={getattr(lo, name)} must be >= 0")
-    if lo.ce_weight == 0 and lo.distill_weight == 0:
-        raise ConfigError("loss.ce_weight and loss.distill_weight are both 0: nothing to train")
+    # (`< 0` alone would let nan through, and an infinite weight makes every step non-finite)
+    if not (math.isfinite(lo.ctc_weight) and lo.ctc_weight >= 0):
+        raise ConfigError(f"loss.ctc_weight={lo.ctc_weight} must be a finite number >= 0 (0: no CTC, the paper's loss)")
+    if lo.ce_weight == 0 and lo.distill_weight == 0 and lo.ctc_weight == 0:
+        raise ConfigError("loss.ce_weight, loss.distill_weight and loss.ctc_weight are all 0: nothing to train")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"steps={config.steps} must be >= 1 (or null to use epochs)")
     if config.epochs <= 0:

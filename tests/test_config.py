@@ -32,6 +32,7 @@ def test_defaults_are_the_papers_setup():
     assert c.audio.n_mels == 128 and c.audio.sampling_rate == 16000
     assert c.loss.lambda_cos == 1.0 and c.loss.lambda_mse == 1.0
     assert c.loss.ce_weight == 1.0 and c.loss.distill_weight == 1.0
+    assert c.loss.ctc_weight == 0.0  # the auxiliary CTC (not the paper's) is off
     assert c.distill.teacher_layers == "low"
     assert c.distill.bidirectional_audio is False
 
@@ -159,6 +160,19 @@ def test_both_loss_weights_zero_is_an_error():
     assert load_config(None, ["loss.distill_weight=0"]).loss.distill_weight == 0
     with pytest.raises(ConfigError, match=r"loss\.ce_weight.*loss\.distill_weight"):
         load_config(None, ["loss.ce_weight=0", "loss.distill_weight=0"])
+
+
+@pytest.mark.parametrize("value", ["-0.1", "nan", "inf", ".inf"])
+def test_ctc_weight_must_be_finite_and_non_negative(value):
+    assert load_config(None, ["loss.ctc_weight=0.3"]).loss.ctc_weight == 0.3
+    with pytest.raises(ConfigError, match=r"loss\.ctc_weight=.* must be a finite number >= 0"):
+        load_config(None, [f"loss.ctc_weight={value}"])
+
+
+def test_ctc_alone_is_something_to_train():
+    assert load_config(None, ["loss.ce_weight=0", "loss.distill_weight=0", "loss.ctc_weight=1"]).loss.ctc_weight == 1
+    with pytest.raises(ConfigError, match=r"loss\.ce_weight.*loss\.distill_weight.*loss\.ctc_weight"):
+        load_config(None, ["loss.ce_weight=0", "loss.distill_weight=0", "loss.ctc_weight=0"])
 
 
 def test_missing_yaml_file_names_the_path(tmp_path):

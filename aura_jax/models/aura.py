@@ -15,7 +15,7 @@ from flax import nnx, struct
 from aura_jax import distill
 from aura_jax.audio import patchify
 from aura_jax.config import Config
-from aura_jax.models.layers import LayerNorm, Linear, RMSNorm, Trainable, param
+from aura_jax.models.layers import LayerNorm, Linear, RMSNorm, Trainable, constrain, param
 from aura_jax.models.lora import apply_lora
 from aura_jax.models.qwen2 import Qwen2ForCausalLM
 from aura_jax.models.whisper import WhisperEncoder
@@ -205,3 +205,12 @@ class AuraModel(nnx.Module):
 
     def distill_predictions(self, audio_states) -> list[jax.Array]:
         return [head(s) for head, s in zip(self.heads, audio_states)]
+
+    def audio_vocab_logits(self, states: jax.Array) -> jax.Array:
+        """The frozen LLM's own output path (final norm, then LM head) on audio states [batch, N, hidden]
+        → [batch, N, vocab] in float32: what the LLM would predict from them were they its last
+        layer's output (the auxiliary CTC's logits; no new parameters). Pinned like the LM's logits
+        (batch rows on their devices, vocab over "tensor"): see `constrain`."""
+        if self.num_student_layers < self.llm.config.num_hidden_layers:
+            states = self.llm.norm(states)  # (with K = every layer, hidden_states[K] is normed already)
+        return constrain(self.llm.lm_logits(states), ("batch", None, "vocab")).astype(jnp.float32)

@@ -312,6 +312,11 @@ class Qwen2ForCausalLM(nnx.Module):
     def embed(self, input_ids: jax.Array) -> jax.Array:
         return self.embed_tokens(input_ids)
 
+    def lm_logits(self, x: jax.Array) -> jax.Array:
+        """The LM head on final-normed states [..., hidden] → [..., vocab] (the tied embedding when
+        the model has no separate head)."""
+        return self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
+
     def __call__(self, input_ids=None, *, inputs_embeds=None, attention_mask=None, positions=None,
                  output_hidden_states: bool = False, cache: KVCache | None = None,
                  bidirectional_mask=None, logits_to_keep: int | jax.Array | None = None) -> CausalLMOutput:
@@ -362,7 +367,6 @@ class Qwen2ForCausalLM(nnx.Module):
             x = x[:, -logits_to_keep:]
         elif logits_to_keep is not None:
             x = jnp.take_along_axis(x, logits_to_keep[..., None], axis=1)
-        logits = constrain(self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x),
-                           ("batch", None, "vocab"))
+        logits = constrain(self.lm_logits(x), ("batch", None, "vocab"))
         new_cache = None if cache is None else KVCache(tuple(new_keys), tuple(new_values), key_mask, start + t)
         return CausalLMOutput(logits=logits, hidden_states=tuple(hidden) if hidden else None, cache=new_cache)

@@ -1,9 +1,11 @@
-"""The AuRA objective: L = ce_weight·CE + β·(1/K) Σ_l [λ_cos(1 − cos) + λ_mse·MSE]."""
+"""The AuRA objective: L = ce_weight·CE + β·(1/K) Σ_l [λ_cos(1 − cos) + λ_mse·MSE]
+(+ ctc_weight·CTC, an opt-in extension that is not the paper's: `audio_ctc`)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from aura_jax import distill
 
@@ -28,7 +30,7 @@ def next_token_cross_entropy(logits: jax.Array, next_targets: jax.Array, next_ma
 
 
 def loss_normalizers(batch: dict, placeholder_id: int, patch_frames: int) -> dict:
-    """The denominators of a batch's two means: CE target tokens and audio rows, counted after the
+    """The denominators of a batch's means: CE target tokens, audio rows and CTC labels, counted after the
     splice exactly as `aura_loss` counts them (the splice of the masks alone, 1-wide embeddings).
     Gradient accumulation computes them on the whole batch and hands them to every micro-batch,
     so the micro-batch losses add up to the whole batch's loss."""
@@ -39,8 +41,52 @@ def loss_normalizers(batch: dict, placeholder_id: int, patch_frames: int) -> dic
     n = batch["audio_features"].shape[-1] // patch_frames
     spliced = splice_audio(jnp.zeros((b, t, 1)), ids, batch["attention_mask"], batch["loss_mask"],
                            jnp.zeros((b, n, 1)), placeholder_id)
-    return {"target_tokens": spliced.loss_mask[:, 1:].sum().astype(jnp.float32),
-            "audio_rows": spliced.has_audio.sum().astype(jnp.float32)}
+    next_mask = spliced.loss_mask[:, 1:]
+    return {"target_tokens": next_mask.sum().astype(jnp.float32),
+            "audio_rows": spliced.has_audio.sum().astype(jnp.float32),
+            "ctc_label_tokens": ctc_label_lengths(next_mask, spliced.has_audio).sum().astype(jnp.float32)}
+
+
+def ctc_label_lengths(next_mask: jax.Array, has_audio: jax.Array) -> jax.Array:
+    """[batch] CTC label lengths: a row's CE targets less its last one, 0 for rows without audio.
+
+    Every audio row is an ASR row (data/sources.py `asr_messages`: one assistant turn, the
+    transcript), and its targets are the transcript then the end-of-turn token
+    (tokenizer.py `conversation_ids` ends a target turn at EOS; tools/smoke.py's batch too). That
+    last token is not heard, so it is not a label."""
+    return jnp.where(has_audio, jnp.maximum(next_mask.sum(axis=1) - 1, 0), 0)
+
+
+def ctc_labels(next_targets: jax.Array, next_mask: jax.Array, has_audio: jax.Array):
+    """(labels [batch, X], label_paddings [batch, X] float): each row's CE targets in order, less
+    the end-of-turn token (`ctc_label_lengths`), right-padded as optax wants (the padding's value is
+    ignored; -1 shows it is no token)."""
+    order = jnp.argsort(~next_mask, axis=1, stable=True)  # targets first, in their order in the row
+    labels = jnp.take_along_axis(next_targets, order, axis=1)
+    padded = jnp.arange(labels.shape[1])[None, :] >= ctc_label_lengths(next_mask, has_audio)[:, None]
+    return jnp.where(padded, -1, labels), padded.astype(jnp.float32)
+
+
+def audio_ctc(model, out, denominator=None) -> tuple[jax.Array, jax.Array]:
+    """Soundwave's auxiliary CTC (arXiv 2502.12900), on the last adapted layer's audio states read out
+    through the frozen LLM's own norm and LM head (`AuraModel.audio_vocab_logits`): a dense,
+    per-audio-token signal that the states there already spell the transcript in the LLM's vocabulary.
+    Returns (Σ per-row CTC over the audio rows / Σ their label lengths, label count), per label token
+    like the CE; `denominator` replaces the count (gradient accumulation, `loss_normalizers`).
+
+    Blank: the audio placeholder id, which never occurs in a transcript. Every one of the N audio
+    tokens is a CTC frame (100 ms at patch_frames=10; the silence padding of a short clip is
+    blanks). A transcript that cannot fit (N < labels + repeats) gets optax's huge finite value
+    (≈ −log_epsilon = 1e5) rather than inf: such a batch shows as a CTC spike, not a NaN."""
+    logits = model.audio_vocab_logits(out.audio_states[-1])
+    has_audio = out.spliced.has_audio
+    labels, label_paddings = ctc_labels(out.next_targets, out.next_mask, has_audio)
+    per_row = optax.ctc_loss(logits, jnp.zeros(logits.shape[:2]), labels, label_paddings,
+                             blank_id=model.placeholder_id)
+    per_row = jnp.where(has_audio, per_row, 0.0)  # text-only rows: no audio, no CTC
+    count = (1.0 - label_paddings).sum()
+    denominator = count if denominator is None else denominator
+    return per_row.sum() / jnp.maximum(denominator, 1.0), count
 
 
 def student_cross_entropy(model, batch: dict, denominator=None):
@@ -59,6 +105,8 @@ def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.
     with audio_valid_frames [B]).
     normalizers: `loss_normalizers` of the whole batch when `batch` is one micro-batch of it
     (default: this batch's own counts).
+    metrics: ce, target_tokens, distill (0 without distillation) and its per-layer terms, loss,
+    and ctc only when loss.ctc_weight > 0.
     """
     norm = normalizers or {}
     cfg = model.config.loss
@@ -79,5 +127,9 @@ def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.
         metrics.update(distill=d, **per_layer)
     else:
         metrics["distill"] = jnp.zeros(())
+    if cfg.ctc_weight > 0:  # (0, the default: not even traced, so the paper's loss is bit for bit today's)
+        ctc, _ = audio_ctc(model, out, norm.get("ctc_label_tokens"))
+        loss = loss + cfg.ctc_weight * ctc
+        metrics["ctc"] = ctc
     metrics["loss"] = loss
     return loss, metrics

@@ -286,8 +286,9 @@ class Trainer:
                 if step % cfg.log_every == 0 or step == total:
                     writer.write(step, metrics)
                 progress.update(1)
-                progress.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss", "ce", "distill", "examples_per_s",
-                                                                       "tokens_per_s") if k in metrics})
+                progress.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss", "ce", "distill", "ctc",
+                                                                       "examples_per_s", "tokens_per_s")
+                                      if k in metrics})
                 if metrics["consecutive_skips"] > cfg.optim.max_consecutive_skips:
                     raise FloatingPointError(f"{metrics['consecutive_skips']} non-finite steps in a row at step {step}; "
                                              f"the state is intact at the last checkpoint in {run_dir}")
