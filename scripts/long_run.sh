@@ -10,7 +10,7 @@ SEED=${SEED:-0}
 exec .venv/bin/aura-jax train configs/demo_real.yaml \
   model.llm=.cache/models/smollm2-135m-instruct model.teacher=.cache/models/whisper-tiny.en \
   data.speech.0.path=$C/asr_train data.text.0.path=$C/text_qa.jsonl \
-  run_dir=runs/long/run_seed$SEED seed=$SEED steps=${STEPS:-2000} audio.teacher_frames=bucket model.dot_dtype=bfloat16 \
+  run_dir=runs/long/run_seed$SEED seed=$SEED steps=${STEPS:-2500} audio.teacher_frames=bucket model.dot_dtype=bfloat16 \
   checkpoint_every=50 curve.every=100 curve.limit=12 curve.batch_size=8 curve.patience=0 \
   "curve.sets={trained: $C/asr_test_trained, heldout_voices: $C/asr_test_heldout_voices, heldout_engine: $C/asr_test_heldout_engine}" \
   "$@"
