@@ -374,11 +374,19 @@ ABLATIONS = {  # name → loss overrides (the paper's Tables 3 and 4)
 }
 
 
+PAPER = "CE + distill (cos + MSE)"
+
+
 def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: bool = False,
-                   ablations: list[str] | None = None, steps: int | None = None, stages: Stages | None = None) -> Path:
+                   ablations: list[str] | None = None, steps: int | None = None, stages: Stages | None = None,
+                   variants: dict[str, list[str]] | None = None, overrides: list[str] = ()) -> Path:
     """Each loss variant × each seed trained to the same step budget from the same frozen pieces, with its
     held-out learning curve; one plot of the curves (mean and min–max over seeds), a final table (held-out
-    WER on all test clips, spoken QA) and the paper's orderings checked against the seed spread."""
+    WER on all test clips, spoken QA) and the paper's orderings checked against the seed spread.
+
+    `variants` (name → overrides) are recipes beyond the paper's, each judged against the paper's
+    recipe at the same budget; with variants and no `ablations` the paper's recipe is their only
+    companion. `overrides` apply to every run (e.g. the teacher's window or the dot dtype)."""
     import numpy as np
 
     from aura_jax.evaluate.curve import plot_wer_curves, read_curve, series
@@ -387,24 +395,32 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
     st = stages or Stages(out, "quick" if quick else "full", 0)  # the real pair's: demo_real.RealStages
     st.pieces()
     st.corpus()
+    from aura_jax.config import ConfigError
+
     unknown = set(ablations or ()) - set(ABLATIONS)
     if unknown:
-        from aura_jax.config import ConfigError
-
         raise ConfigError(f"--ablations {sorted(unknown)}: choose from {list(ABLATIONS)}")
+    variants = variants or {}
+    clash = set(variants) & set(ABLATIONS)
+    if clash:
+        raise ConfigError(f"--variant {sorted(clash)}: a name of the paper's ablations; name the variant otherwise")
+    names = list(ablations or ([] if variants else ABLATIONS))
+    if variants and PAPER not in names:  # a variant is always judged against the paper's recipe
+        names.append(PAPER)
+    recipes = {**{name: ABLATIONS[name] for name in names}, **variants}
     budget = steps or st.repro_steps
     scores: dict[str, list[tuple[float, float]]] = {}
     curves: dict[str, list] = {}
     seconds: dict[str, float] = {}
-    for name in ablations or ABLATIONS:
+    for name, own in recipes.items():
         # the same budget for every run: no plateau stop, so every curve ends at the same step
-        overrides = ABLATIONS[name] + [f"steps={budget}", "curve.patience=0",  # warm-up within a short budget:
-                                       f"optim.warmup_steps={min(20, budget // 10)}",  # (the cosine needs it)
-                                       f"curve.every={max(1, min(st.curve_every, budget // 4))}"]
+        run_overrides = [*overrides, *own, f"steps={budget}", "curve.patience=0",  # warm-up within a short budget:
+                         f"optim.warmup_steps={min(20, budget // 10)}",  # (the cosine needs it)
+                         f"curve.every={max(1, min(st.curve_every, budget // 4))}"]
         for seed in seeds:
-            slug = "_".join(re.findall(r"[a-z]+", name.lower()))
+            slug = "_".join(re.findall(r"[a-z0-9]+", name.lower()))
             run, t0 = st.out / "repro_mini" / f"{slug}_seed{seed}", time.perf_counter()
-            st.train(run, seed, overrides)
+            st.train(run, seed, run_overrides)
             wer, qa = st.repro_scores(run)
             seconds[name + f" seed {seed}"] = _run_seconds(run, time.perf_counter() - t0)
             scores.setdefault(name, []).append((wer, qa))
@@ -424,7 +440,14 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
         w, q = np.array(vals).T
         lines.append(f"| {name} | {w.mean():.1f} ± {w.std():.1f} [{w.min():.1f}, {w.max():.1f}] | "
                      f"{q.mean():.1f} ± {q.std():.1f} [{q.min():.1f}, {q.max():.1f}] |")
-    lines += ["", "## The paper's orderings (held-out WER, lower is better)", "", *orderings(scores), "",
+    lines += ["", "## The paper's orderings (held-out WER, lower is better)", "", *orderings(scores), ""]
+    if variants:
+        lines += ["## Beyond the paper: each variant against the paper's recipe (held-out WER)", "",
+                  *orderings(scores, [(name, PAPER) for name in variants]), "",
+                  *[f"- {name}: `{' '.join(own) or '(no overrides)'}`" for name, own in variants.items()], ""]
+    if overrides:
+        lines += [f"Every run: `{' '.join(overrides)}`.", ""]
+    lines += [
               f"Wall time of this invocation {time.perf_counter() - start:.0f} s; the {len(seconds)} runs took "
               f"{sum(seconds.values()):.0f} s when they were trained and evaluated (each run's time is kept in "
               "its `repro_seconds.json`; corpus and pieces cached from `aura-jax demo`).",
@@ -449,13 +472,14 @@ ORDERINGS = (  # (better, worse): the paper's Tables 3 and 4
     ("cosine only", "MSE only"))
 
 
-def orderings(scores: dict[str, list[tuple[float, float]]]) -> list[str]:
-    """One line per ordering of the paper whose two variants were run: whether the means order as the
-    paper's do, and whether the seeds separate them (every seed of one below every seed of the other)."""
+def orderings(scores: dict[str, list[tuple[float, float]]], pairs=ORDERINGS) -> list[str]:
+    """One line per (better, worse) pair (default: the paper's orderings) whose two variants were run:
+    whether the means order so, and whether the seeds separate them (every seed of one below every seed
+    of the other)."""
     import numpy as np
 
     out = []
-    for better, worse in ORDERINGS:
+    for better, worse in pairs:
         if better not in scores or worse not in scores:
             continue
         b, w = np.array([v[0] for v in scores[better]]), np.array([v[0] for v in scores[worse]])

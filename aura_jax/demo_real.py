@@ -371,10 +371,18 @@ def add_repro_arguments(p) -> None:
     p.add_argument("--ablations", nargs="+", default=None, help=f"a subset of {list(ABLATIONS)}")
     p.add_argument("--steps", type=int, default=None, help="AuRA training steps per run (default: the size's)")
     p.add_argument("--models", default=str(DEFAULT_MODELS), help="where fetch-models puts the pair")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:k=v,k=v",
+                   help="a recipe beyond the paper's, judged against the paper's recipe at the same budget and "
+                        "seeds, e.g. 'CTC 0.3:loss.ctc_weight=0.3' (repeatable)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides for every run (before the options), e.g. "
+                                                "audio.teacher_frames=bucket model.dot_dtype=bfloat16")
 
 
 def repro_main(args) -> int:
+    from aura_jax.bench.variants import parse_variant
+
     stages = None if args.toy else RealStages(args.out, "quick" if args.quick else "full", 0, models_dir=args.models)
+    variants = dict(parse_variant(v) for v in args.variant)
     run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick, ablations=args.ablations, steps=args.steps,
-                   stages=stages)
+                   stages=stages, variants=variants, overrides=list(args.overrides))
     return 0

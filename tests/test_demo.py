@@ -82,11 +82,35 @@ def test_repro_mini_tabulates_mean_and_std_over_seeds(quick_demo):
     assert re.fullmatch(rf"\| CE only \| {number} \| {number} \|", row)
     runs = sorted(p.name for p in (out / "repro_mini").iterdir())
     assert runs == ["ce_only_seed0", "ce_only_seed1"]
+    assert "Beyond the paper" not in table
     for run in runs:  # each run's curve, at the same steps: what the plot's mean and band are made of
         steps = [json.loads(l)["step"] for l in (out / "repro_mini" / run / "curve.jsonl").read_text().splitlines()]
         assert steps == [1, 2]
     assert (out / "report" / "repro_mini.png").stat().st_size > 0
     assert "(no pair of the paper's orderings was run)" in table  # one variant: nothing to order
+
+
+def test_a_variant_beyond_the_paper_is_judged_against_the_papers_recipe_at_the_same_budget(quick_demo):
+    """`--variant NAME:k=v` adds a named recipe; the paper's recipe runs beside it with the same seeds and
+    steps, shared overrides reach every run, and the report says which is better and whether the seeds
+    separate them."""
+    out, _ = quick_demo
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["repro-mini", "optim.learning_rate=0.002", "--toy", "--quick", "--out", str(out),
+                         "--seeds", "0", "--steps", "2", "--variant", "CE 0.5:loss.ce_weight=0.5"]) == 0
+    table = (out / "report" / "repro_mini.md").read_text()
+    assert re.search(r"^\| CE 0\.5 \| .* \|$", table, re.M) and re.search(r"^\| CE \+ distill \(cos \+ MSE\) \|", table, re.M)
+    assert re.search(r"^- CE 0\.5 better than CE \+ distill \(cos \+ MSE\): \*\*(holds|does not hold)\*\*", table, re.M)
+    assert "- CE 0.5: `loss.ce_weight=0.5`" in table and "Every run: `optim.learning_rate=0.002`." in table
+    for slug in ("ce_0_5_seed0", "ce_distill_cos_mse_seed0"):
+        config = (out / "repro_mini" / slug / "config.yaml").read_text()
+        assert "learning_rate: 0.002" in config
+    assert "ce_weight: 0.5" in (out / "repro_mini" / "ce_0_5_seed0" / "config.yaml").read_text()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["repro-mini", "--toy", "--quick", "--out", str(out), "--variant",
+                         "CE only:loss.ce_weight=0.5"]) == 2
+    assert "--variant ['CE only']: a name of the paper's ablations" in err.getvalue()
 
 
 def test_the_papers_orderings_are_judged_by_means_and_seed_overlap():
