@@ -84,6 +84,10 @@ class LoraConfig:
     num_layers: int = 4  # K: adapt the first K decoder layers
     rank: int = 256
     alpha: float | None = None  # None → 2·rank
+    # Beyond the paper (opt-in): the adapters act at audio positions only, so every text position
+    # computes exactly what the base LLM computes (text answers stay the base's). No merged kernel
+    # can express that: such a run is served by the JAX model, not exported (aura_jax.models.lora).
+    audio_only: bool = False
     targets: list[str] = dataclasses.field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
@@ -129,6 +133,11 @@ class SourceConfig:
     num_rows: int = 64  # synthetic: how many rows to make
     seed: int = 0  # synthetic: rows are a function of (seed, row), independent of the run seed
     limit: int | None = None  # use at most this many rows (after reading, before shuffling)
+    # commonvoice: spoken instructions instead of ASR. Each clip is the user's question; the row's
+    # prompt is "<audio> {instruction}" and its target is this TSV column (e.g. the LLM's own answer
+    # to the question read as text). "" = ASR rows (the transcript is the target).
+    answer_column: str = ""
+    instruction: str = ""
 
 
 @dataclasses.dataclass
@@ -456,6 +465,16 @@ def validate(config: Config) -> None:
                           f"{a.patch_frames} in 1..audio.num_frames={a.num_frames}")
     if d.speech_fraction is not None and not 0 < d.speech_fraction <= 1:
         raise ConfigError(f"data.speech_fraction={d.speech_fraction} must be in (0, 1]")
+    for kind, sources in (("speech", d.speech), ("text", d.text)):
+        for i, src in enumerate(sources):
+            if src.answer_column and (kind != "speech" or src.type != "commonvoice"):
+                raise ConfigError(f"data.{kind}.{i}.answer_column: only commonvoice speech sources take one")
+            if bool(src.answer_column) != bool(src.instruction.strip()):
+                raise ConfigError(f"data.{kind}.{i}: answer_column and instruction go together (a spoken "
+                                  f"question needs the instruction its answer follows)")
+    if lo.ctc_weight > 0 and any(src.answer_column for src in d.speech):
+        raise ConfigError("loss.ctc_weight > 0 with a spoken-question source (data.speech.*.answer_column): CTC's "
+                          "labels are the CE targets, which there are answers, not transcripts")
     if config.model.random_init not in ("", "tiny"):
         raise ConfigError(f"model.random_init={config.model.random_init!r}: use '' or 'tiny'")
     for name in ("param_dtype", "compute_dtype"):

@@ -77,30 +77,33 @@ def fold_float32_lora(model: Qwen2ForCausalLM) -> bool:
     modules = [module for _, _, module in lora_modules(model)]
     if not modules or any(module.base.kernel[...].dtype != jnp.float32 for module in modules):
         return False
+    if any(module.audio_only for module in modules):  # per-position adapters have no merged kernel
+        return False
     merge_lora(model)
     return True
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p"))
-def _decode(graphdef, state, embeds, mask, bidirectional, eos_ids, pad_id, rng, *, max_new_tokens: int,
-            temperature: float, top_p: float):
+def _decode(graphdef, state, embeds, mask, bidirectional, adapter_mask, eos_ids, pad_id, rng, *,
+            max_new_tokens: int, temperature: float, top_p: float):
     model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
     fold_float32_lora(model)
     b, t, _ = embeds.shape
     cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)
     out = model(inputs_embeds=embeds, attention_mask=mask, cache=cache, bidirectional_mask=bidirectional,
-                logits_to_keep=1)
+                logits_to_keep=1, adapter_mask=adapter_mask)
     return _decode_loop(model, out.logits[:, -1], out.cache, eos_ids, pad_id, rng, max_new_tokens=max_new_tokens,
                         temperature=temperature, top_p=top_p)
 
 
 def generate(model: Qwen2ForCausalLM, input_ids=None, attention_mask=None, *, inputs_embeds=None,
              max_new_tokens: int = 64, eos_token_id=None, pad_token_id: int = 0, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int = 0, bidirectional_mask=None) -> jax.Array:
+             top_p: float = 1.0, seed: int = 0, bidirectional_mask=None, adapter_mask=None) -> jax.Array:
     """New tokens [batch, max_new_tokens] for left-padded prompts; after a row's EOS come pad ids.
 
     Give `input_ids` or `inputs_embeds` (with `attention_mask`); `eos_token_id`
-    may be an int or a list of ids. temperature 0 = greedy.
+    may be an int or a list of ids. temperature 0 = greedy. `adapter_mask` [batch, t]: the prompt
+    positions where audio-only LoRA acts (generated tokens are text: it acts on none of them).
     """
     if inputs_embeds is None:
         inputs_embeds = model.embed(jnp.asarray(input_ids))
@@ -109,7 +112,8 @@ def generate(model: Qwen2ForCausalLM, input_ids=None, attention_mask=None, *, in
     eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
     eos_ids = jnp.asarray(eos or [-1], jnp.int32)
     graphdef, state = nnx.split(model)
-    return _decode(graphdef, state, inputs_embeds, jnp.asarray(attention_mask, bool), bidirectional_mask, eos_ids,
+    return _decode(graphdef, state, inputs_embeds, jnp.asarray(attention_mask, bool), bidirectional_mask,
+                   None if adapter_mask is None else jnp.asarray(adapter_mask, bool), eos_ids,
                    jnp.int32(pad_token_id), jax.random.key(seed), max_new_tokens=max_new_tokens,
                    temperature=float(temperature), top_p=float(top_p))
 
@@ -125,7 +129,7 @@ def generate_aura(model, input_ids, attention_mask, audio_features, **kwargs) ->
                            jnp.zeros(input_ids.shape, bool), audio, model.placeholder_id)
     bidirectional = spliced.audio_mask if model.config.distill.bidirectional_audio else None
     return generate(model.llm, inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
-                    bidirectional_mask=bidirectional, **kwargs)
+                    bidirectional_mask=bidirectional, adapter_mask=spliced.audio_mask, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -154,7 +158,7 @@ def _stream_audio(graphdef, state, embed_graphdef, embed_state, frames, valid, f
     llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
     audio = nnx.merge(embed_graphdef, embed_state)(frames, first_patch).astype(llm.dtype)
     mask = (jnp.arange(audio.shape[1]) < valid)[None]
-    out = llm(inputs_embeds=audio, attention_mask=mask, cache=cache)
+    out = llm(inputs_embeds=audio, attention_mask=mask, cache=cache, adapter_mask=mask)  # every slot is audio
     return out.cache, out.logits if keep_logits else None
 
 

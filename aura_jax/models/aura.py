@@ -150,7 +150,8 @@ class AuraModel(nnx.Module):
                              f"{llm.config.num_hidden_layers} layers")
         if not 0 <= placeholder_id < llm.config.vocab_size:
             raise ValueError(f"prompt.audio_token id {placeholder_id} is outside the vocabulary")
-        apply_lora(llm, lo.num_layers, lo.rank, lo.scale_alpha, rngs=rngs, targets=tuple(lo.targets))
+        apply_lora(llm, lo.num_layers, lo.rank, lo.scale_alpha, rngs=rngs, targets=tuple(lo.targets),
+                   audio_only=lo.audio_only)
         m = config.model
         scan_from = lo.num_layers if m.scan_layers and lo.num_layers < llm.config.num_hidden_layers - 1 else None
         llm.set_speed_options(remat=m.remat, attention=m.attention, scan_from=scan_from)
@@ -184,7 +185,8 @@ class AuraModel(nnx.Module):
         keep, next_targets, next_mask = next_token_targets(spliced, all_logits)
         bidir = spliced.audio_mask if self.config.distill.bidirectional_audio else None
         out = self.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
-                       output_hidden_states=True, bidirectional_mask=bidir, logits_to_keep=keep)
+                       output_hidden_states=True, bidirectional_mask=bidir, logits_to_keep=keep,
+                       adapter_mask=spliced.audio_mask)
         n = audio.shape[1]
         states = tuple(audio_positions(out.hidden_states[l], spliced.audio_start, n)
                        for l in range(1, self.num_student_layers + 1))

@@ -103,7 +103,8 @@ class Linear(nnx.Module):
         self.bias = (param(rngs, nnx.initializers.zeros, (out_features,), param_dtype, axes[1:], kind)
                      if use_bias else None)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, adapter_mask: jax.Array | None = None) -> jax.Array:
+        """adapter_mask: for a LoRA wrapper's signature (`models.lora`); a plain linear has no adapter."""
         if self.dot_dtype == "bfloat16":
             y = bf16_dot(x, self.kernel[...]).astype(self.dtype)
         else:

@@ -185,11 +185,11 @@ class Qwen2Attention(nnx.Module):
         self.o_proj = Linear(c.num_attention_heads * c.head_dim, c.hidden_size, use_bias=False, axes=("heads", "embed"), **kw)
         self.attention = "xla"  # or "dot_product" (see `Qwen2ForCausalLM.set_speed_options`)
 
-    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None):
+    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None, adapter_mask=None):
         b, t, _ = x.shape
-        q = self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)
-        k = self.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        q = self.q_proj(x, adapter_mask).reshape(b, t, self.num_heads, self.head_dim)
+        k = self.k_proj(x, adapter_mask).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x, adapter_mask).reshape(b, t, self.num_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache_kv is not None:  # write the new keys/values at the cache cursor, attend over all slots
             k_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[0], k.astype(cache_kv[0].dtype), cache_index, axis=1)
@@ -199,17 +199,17 @@ class Qwen2Attention(nnx.Module):
             new_kv = None
         if self.attention == "dot_product":
             out = dot_product_attention(q, k, v, bias).reshape(b, t, self.num_heads * self.head_dim)
-            return self.o_proj(out), new_kv
+            return self.o_proj(out, adapter_mask), new_kv
         if self.attention == "looped":
             out = looped_attention(q, k, v, bias, self.head_dim ** -0.5)
-            return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim)), new_kv
+            return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim), adapter_mask), new_kv
         groups = self.num_heads // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("bqkgd,bskd->bkgqs", q, k).astype(jnp.float32) / jnp.sqrt(float(self.head_dim))
         scores = scores + bias[:, :, None, :, :]  # bias [b,1,q,s] -> [b,1,1,q,s]
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, t, self.num_heads * self.head_dim)
-        return self.o_proj(out), new_kv
+        return self.o_proj(out, adapter_mask), new_kv
 
 
 class Qwen2MLP(nnx.Module):
@@ -219,8 +219,9 @@ class Qwen2MLP(nnx.Module):
         self.up_proj = Linear(config.hidden_size, config.intermediate_size, axes=("embed", "mlp"), **kw)
         self.down_proj = Linear(config.intermediate_size, config.hidden_size, axes=("mlp", "embed"), **kw)
 
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    def __call__(self, x, adapter_mask=None):
+        m = adapter_mask
+        return self.down_proj(jax.nn.silu(self.gate_proj(x, m)) * self.up_proj(x, m), m)
 
 
 class Qwen2DecoderLayer(nnx.Module):
@@ -231,10 +232,11 @@ class Qwen2DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, rngs=rngs, param_dtype=param_dtype)
         self.mlp = Qwen2MLP(config, **kw)
 
-    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None):
-        attn, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache_kv, cache_index)
+    def __call__(self, x, cos, sin, bias, cache_kv=None, cache_index=None, adapter_mask=None):
+        """adapter_mask [batch, time] bool: where audio-only LoRA acts (`models.lora`); None: nowhere."""
+        attn, new_kv = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache_kv, cache_index, adapter_mask)
         x = x + attn
-        x = x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.mlp(self.post_attention_layernorm(x), adapter_mask)
         return x, new_kv
 
 
@@ -273,12 +275,12 @@ class Qwen2ForCausalLM(nnx.Module):
         for layer in self.layers:
             layer.self_attn.attention = attention
 
-    def _run_layers(self, x, cos, sin, bias, hidden):
+    def _run_layers(self, x, cos, sin, bias, hidden, adapter_mask=None):
         """The training forward (no cache): Python loop, optionally rematerialised / scanned."""
         policy = REMAT_POLICIES.get(self.remat)
 
         def apply(graphdef, state, x):
-            return nnx.merge(graphdef, state)(x, cos, sin, bias)[0]
+            return nnx.merge(graphdef, state)(x, cos, sin, bias, adapter_mask=adapter_mask)[0]
 
         if self.remat != "none":
             apply = jax.checkpoint(apply, policy=policy, static_argnums=(0,))
@@ -286,7 +288,7 @@ class Qwen2ForCausalLM(nnx.Module):
         loop = layers if self.scan_from is None else layers[:self.scan_from]
         for layer in loop:
             if self.remat == "none":
-                x = layer(x, cos, sin, bias)[0]
+                x = layer(x, cos, sin, bias, adapter_mask=adapter_mask)[0]
             else:
                 graphdef, state = nnx.split(layer)
                 x = apply(graphdef, state, x)
@@ -319,12 +321,14 @@ class Qwen2ForCausalLM(nnx.Module):
 
     def __call__(self, input_ids=None, *, inputs_embeds=None, attention_mask=None, positions=None,
                  output_hidden_states: bool = False, cache: KVCache | None = None,
-                 bidirectional_mask=None, logits_to_keep: int | jax.Array | None = None) -> CausalLMOutput:
+                 bidirectional_mask=None, logits_to_keep: int | jax.Array | None = None,
+                 adapter_mask=None) -> CausalLMOutput:
         """`logits_to_keep`: an int k gives the logits of only the last k positions ([batch, k, vocab]);
         generation's prefill needs the last one, and the LM head over every prompt position is most
         of a small model's prefill (transformers' `generate` does the same). An int array
         [batch, k] gives the logits at those positions of each row: training's CE needs only the
-        positions that predict a text token, not the audio ones."""
+        positions that predict a text token, not the audio ones. `adapter_mask` [batch, t]: where
+        audio-only LoRA adapters act (the audio tokens; `models.lora`); the paper's adapters ignore it."""
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
         x = constrain(x, RESIDUAL)
         b, t, _ = x.shape
@@ -350,10 +354,10 @@ class Qwen2ForCausalLM(nnx.Module):
         new_keys, new_values = [], []
         fast = cache is None and (self.remat != "none" or self.scan_from is not None)
         if fast:
-            x = self._run_layers(x, cos, sin, bias, hidden)
+            x = self._run_layers(x, cos, sin, bias, hidden, adapter_mask)
         for i, layer in enumerate([] if fast else self.layers):
             cache_kv = None if cache is None else (cache.keys[i], cache.values[i])
-            x, new_kv = layer(x, cos, sin, bias, cache_kv, start)
+            x, new_kv = layer(x, cos, sin, bias, cache_kv, start, adapter_mask)
             x = constrain(x, RESIDUAL)
             if new_kv is not None:
                 new_keys.append(new_kv[0])

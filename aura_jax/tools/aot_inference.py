@@ -126,7 +126,7 @@ def compile_cascade(config, device, shapes: Shapes, chip: tg.Chip, usable_fracti
     dtype_c = jnp.dtype(m.compute_dtype)
     key = jax.eval_shape(lambda: jax.random.key(0))
     lm, lm_s = _compile(_decode, llm_g, llm_s, _spec((b, t, llm.config.hidden_size), dtype_c, sharding),
-                        _spec((b, t), jnp.bool_, sharding), None, i32(1), i32(),
+                        _spec((b, t), jnp.bool_, sharding), None, None, i32(1), i32(),
                         _spec(key.shape, key.dtype, sharding), max_new_tokens=shapes.max_new_tokens,
                         temperature=0.0, top_p=1.0)
     stages = {"whisper": _stage(asr, _nbytes(enc_s) + _nbytes(dec_s), asr_s, chip, usable_fraction),

@@ -67,6 +67,11 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     base = (recorded if base is None else Path(base)).absolute()
     base_config = _check_base_config(base)
     config, model, step = restore_student(run_dir, step, overrides)
+    if config.lora.audio_only:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: lora.audio_only=true — the adapters act at the audio "
+                          "positions only, which neither a merged kernel nor a PEFT adapter (every position) "
+                          "expresses, so this run cannot be exported to PyTorch; evaluate and serve it with the "
+                          "JAX model from the run directory (aura-jax eval RUN_DIR ...)")
     check_base(model, base, run_dir, config.model.llm, base_config)
     lora_layout(model, config, run_dir)  # before writing anything
     from aura_jax.build import placeholder_token_id

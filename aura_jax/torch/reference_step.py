@@ -151,6 +151,9 @@ class ReferenceStep(torch.nn.Module):
 
         if config.distill.bidirectional_audio:
             raise NotImplementedError("the PyTorch reference supports causal attention only")
+        if config.lora.audio_only:
+            raise NotImplementedError("the PyTorch reference (PEFT) has adapters at every position: lora.audio_only "
+                                      "is checked against the JAX model's own base path (tests/models/test_lora.py)")
         self.config = config
         dtype = _DTYPES[config.model.param_dtype]
         lo, a = config.lora, config.audio

@@ -144,10 +144,9 @@ def test_realtime_chunks_cover_the_clip_and_pace_like_a_microphone():
 WINDOW = ["audio.num_frames=250", "audio.patch_frames=5", "data.audio_buckets=[250]"]
 
 
-@pytest.fixture(scope="module")
-def student(make_aura):
+def bumped_student(make_aura, *overrides):
     """A tiny student with a 50-patch window and non-zero LoRA B (so the adapters act)."""
-    model = make_aura(*WINDOW)
+    model = make_aura(*WINDOW, *overrides)
     rng = np.random.default_rng(0)
     bump = lambda path, x: (jnp.asarray(rng.standard_normal(x.shape) * 0.05, x.dtype)
                             if any(getattr(p, "key", None) == "lora_b" for p in path) else x)
@@ -155,12 +154,18 @@ def student(make_aura):
     return model
 
 
+@pytest.fixture(scope="module")
+def student(make_aura):
+    return bumped_student(make_aura)
+
+
 def one_shot_logits(model, ids, frames):
     ids = jnp.asarray([ids])
     mask = jnp.ones(ids.shape, bool)
     spliced = splice_audio(model.llm.embed(ids), ids, mask, jnp.zeros(ids.shape, bool),
                            model.audio_embed(jnp.asarray(frames)[None]), model.placeholder_id)
-    return np.asarray(model.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask).logits[0])
+    return np.asarray(model.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
+                                adapter_mask=spliced.audio_mask).logits[0])
 
 
 def prompt(model):
@@ -169,6 +174,18 @@ def prompt(model):
 
 @pytest.mark.parametrize("chunk", [1, 7, 50])
 def test_chunked_prefill_gives_one_shot_logits_and_answer(student, chunk):
+    check_chunked_prefill(student, chunk)
+
+
+def test_audio_only_adapters_stream_exactly_too(make_aura):
+    """lora.audio_only: a chunk's audio tokens get the adapters, the text around them none, as one-shot."""
+    model = bumped_student(make_aura, "lora.audio_only=true")
+    check_chunked_prefill(model, 7)
+    paper = one_shot_logits(bumped_student(make_aura), prompt(model), np.ones((128, 135), np.float32))
+    assert not np.allclose(one_shot_logits(model, prompt(model), np.ones((128, 135), np.float32)), paper)
+
+
+def check_chunked_prefill(student, chunk):
     frames = np.random.default_rng(3).standard_normal((128, 135)).astype(np.float32)  # 27 patches
     ids = prompt(student)
     stream = AuraStream(student, ids, chunk_patches=chunk, max_new_tokens=6, keep_logits=True)

@@ -12,6 +12,7 @@ from transformers import WhisperModel
 
 from aura_jax.hf import from_pretrained
 from aura_jax.models.aura import AudioPatchEmbed, DistillHead, splice_audio
+from aura_jax.models.lora import lora_modules
 
 
 def test_patch_embedding_is_layernorm_of_projection_plus_position():
@@ -90,6 +91,29 @@ def test_text_only_row_is_untouched_by_the_student(make_aura, tiny_batch, tiny_q
                                            attention_mask=tiny_batch["attention_mask"][row:row + 1]).logits
     real = np.asarray(tiny_batch["attention_mask"][row])
     np.testing.assert_allclose(np.asarray(out.logits[row, :t])[real], np.asarray(base[0])[real], atol=1e-5)
+
+
+def test_with_audio_only_lora_text_rows_and_text_before_the_audio_are_the_base_models(make_aura, tiny_batch,
+                                                                                      tiny_qwen2_dir):
+    """lora.audio_only: B ≠ 0, yet a text-only row's logits and a speech row's logits before its audio
+    are the frozen base model's; the audio states (and what follows them) are adapted."""
+    model = make_aura("lora.audio_only=true")
+    for _, _, module in lora_modules(model.llm):
+        module.lora_b.set_value(jnp.full(module.lora_b.shape, 0.05))
+    b = tiny_batch
+    out = model.student(b["input_ids"], b["attention_mask"], b["loss_mask"], b["audio_features"])
+    base = from_pretrained(tiny_qwen2_dir)
+    t = b["input_ids"].shape[1]
+    real = np.asarray(b["attention_mask"][2])
+    text = base(b["input_ids"][2:3], attention_mask=b["attention_mask"][2:3]).logits
+    np.testing.assert_allclose(np.asarray(out.logits[2, :t])[real], np.asarray(text[0])[real], atol=1e-5)
+    sp = out.spliced
+    plain = base(inputs_embeds=sp.embeds, attention_mask=sp.attention_mask, output_hidden_states=True)
+    for r in range(2):  # speech rows: identical up to the audio start, different at the audio
+        s = int(sp.audio_start[r])
+        np.testing.assert_allclose(np.asarray(out.logits[r, :s]), np.asarray(plain.logits[r, :s]), atol=1e-5)
+        audio = np.asarray(plain.hidden_states[1][r])[np.asarray(sp.audio_mask[r])]
+        assert np.abs(np.asarray(out.audio_states[0][r]) - audio).max() > 1e-2
 
 
 def test_audio_states_are_the_adapted_layers_outputs_at_audio_positions(make_aura, tiny_batch):

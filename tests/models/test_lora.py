@@ -104,3 +104,48 @@ def test_bad_settings_fail_clearly(tiny_qwen2_dir):
         apply_lora(llm, 5, rank=8, alpha=16.0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"lora.targets: unknown projection 'qkv'"):
         apply_lora(llm, 1, rank=8, alpha=16.0, rngs=nnx.Rngs(0), targets=("qkv",))
+
+
+# ---------------------------------------------------------------------------
+# lora.audio_only (beyond the paper): adapters at the masked (audio) positions only
+# ---------------------------------------------------------------------------
+def adapted(tiny_qwen2_dir, audio_only, dtype="float32"):
+    llm = from_pretrained(tiny_qwen2_dir, dtype=dtype)
+    apply_lora(llm, 2, rank=8, alpha=16.0, rngs=nnx.Rngs(0), audio_only=audio_only)
+    randomize_b(llm)
+    return llm
+
+
+def test_an_audio_only_projection_adds_the_update_exactly_where_the_mask_is_set(tiny_qwen2_dir):
+    paper, only = (adapted(tiny_qwen2_dir, flag).layers[0].self_attn.q_proj for flag in (False, True))
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 5, 64)).astype(np.float32))
+    mask = jnp.asarray([[False, True, True, False, False], [True, False, False, False, True]])
+    got, base, full = np.asarray(only(x, mask)), np.asarray(only.base(x)), np.asarray(paper(x))
+    m = np.asarray(mask)
+    assert np.array_equal(got[~m], base[~m])  # text rows: the base projection, bit for bit
+    assert np.array_equal(got[m], full[m]) and np.abs(full[m] - base[m]).min() > 0  # audio rows: W x + s·B A x
+    assert np.array_equal(np.asarray(only(x)), base)  # no mask given (text-only call, decoding): no update
+    assert np.array_equal(np.asarray(paper(x, mask)), full)  # the paper's adapters act everywhere
+
+
+def test_with_audio_only_adapters_the_text_positions_compute_the_base_model(tiny_qwen2_dir, ids):
+    base = np.asarray(from_pretrained(tiny_qwen2_dir)(ids).logits)
+    llm = adapted(tiny_qwen2_dir, True)
+    assert np.array_equal(np.asarray(llm(ids).logits), base)  # no adapter mask: the base LLM
+    mask = jnp.zeros(ids.shape, bool).at[:, 4:7].set(True)  # three "audio" tokens
+    got = np.asarray(llm(ids, adapter_mask=mask).logits)
+    assert np.array_equal(got[:, :4], base[:, :4])  # before the audio: untouched (causal)
+    assert np.abs(got[:, 4:] - base[:, 4:]).max() > 1e-3  # from the audio on, the adapters matter
+    everywhere = np.asarray(adapted(tiny_qwen2_dir, False)(ids).logits)
+    np.testing.assert_array_equal(np.asarray(llm(ids, adapter_mask=jnp.ones(ids.shape, bool)).logits), everywhere)
+
+
+def test_audio_only_adapters_refuse_to_merge_and_generation_does_not_fold_them(tiny_qwen2_dir):
+    from aura_jax.inference.generate import fold_float32_lora
+    from aura_jax.models.lora import AudioOnlyMergeError
+
+    llm = adapted(tiny_qwen2_dir, True)
+    with pytest.raises(AudioOnlyMergeError, match="lora.audio_only=true"):
+        merge_lora(llm)
+    assert not fold_float32_lora(llm) and len(list(lora_modules(llm))) == 14
+    assert fold_float32_lora(adapted(tiny_qwen2_dir, False))
