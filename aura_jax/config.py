@@ -332,13 +332,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def merge_override(data: dict, path: list[str], value: Any) -> None:
-    """Set data[path] = value; a numeric part indexes a list (data.speech.0.path=...)."""
+    """Set data[path] = value; a numeric part indexes a list (data.speech.0.path=...), and the index
+    one past its end appends (data.speech.1.type=commonvoice adds a second speech source)."""
     node = data
     for i, part in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}")
+            if not part.isdigit() or int(part) > len(node):
+                raise ConfigError(f"override {'.'.join(path)}: {part!r} is not an index of a list of {len(node)} "
+                                  f"(nor {len(node)}, which appends)")
+            if int(part) == len(node):
+                node.append({})
             if last:
                 node[int(part)] = value
             else:

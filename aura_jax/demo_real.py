@@ -123,10 +123,16 @@ class RealStages(Stages):
         return read_config(self.lm_dir), read_config(self.whisper_dir)
 
     def corpus(self) -> dict:
-        from aura_jax.corpus.spoken import make_spoken_corpus
+        from aura_jax.corpus.spoken import make_spoken_corpus, make_spoken_questions
 
-        return self._timed("corpus", lambda: make_spoken_corpus(self.corpus_dir, str(self.lm_dir), seed=self.seed,
-                                                                log=self.log, **self.real.corpus))
+        def build():
+            summary = make_spoken_corpus(self.corpus_dir, str(self.lm_dir), seed=self.seed, log=self.log,
+                                         **self.real.corpus)
+            # The spoken training questions (seconds): the `spoken questions` recipe's source (SPOKEN_QA)
+            make_spoken_questions(self.corpus_dir, seed=self.seed, log=self.log)
+            return summary
+
+        return self._timed("corpus", build)
 
     def groups(self) -> dict[str, list[str]]:
         return json.loads((self.corpus_dir / "corpus.json").read_text())["groups"]

@@ -80,6 +80,15 @@ def test_dotted_overrides_scalars_and_lists():
     assert c.loss.lambda_cos == 0.5 and c.seed == 3
 
 
+def test_the_index_one_past_a_lists_end_appends_and_further_is_an_error():
+    two = ["data.speech.0.type=commonvoice", "data.speech.0.path=a", "data.speech.1.type=commonvoice",
+           "data.speech.1.path=b", "data.speech.1.answer_column=answer", "data.speech.1.instruction=Answer it."]
+    c = load_config(None, ["data.speech=[]", *two])
+    assert [s.path for s in c.data.speech] == ["a", "b"] and c.data.speech[1].instruction == "Answer it."
+    with pytest.raises(ConfigError, match="'3' is not an index of a list of 2"):
+        load_config(None, ["data.speech=[]", *two, "data.speech.3.path=c"])
+
+
 def test_integer_for_a_float_key_is_accepted_as_float():
     c = load_config(None, ["loss.lambda_mse=2"])
     assert c.loss.lambda_mse == 2.0 and isinstance(c.loss.lambda_mse, float)

@@ -7,6 +7,8 @@ whole engine held out, and spoken test questions the LLM answers right from the 
                                             to a few hundred open everyday questions (breadth)
     OUT/sdqa/dev.parquet                    gold-filtered test questions, one audio column per EVAL_VOICES
     OUT/corpus.json                         summary; the cache stamp (same parameters → no work)
+    OUT/spoken_qa_train/                    `make_spoken_questions`: text_qa's questions spoken by training
+                                            voices, each with the LLM's own answer (an `answer` column)
 
 Voice groups: `trained` voices speak the training sentences; `heldout_voices` are voices of the same
 two engines never trained on; `heldout_engine` is festival, whose voices and synthesis are never heard
@@ -64,20 +66,23 @@ def _clip(job) -> tuple[bytes, dict]:
     return _wav_bytes(wave), done
 
 
-def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spec: Augment, workers: int) -> list[dict]:
-    """rows: (group, engine, voice, sentence) → CommonVoice layout; returns each clip's augmentation."""
+def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spec: Augment, workers: int,
+               name: str | None = None) -> list[dict]:
+    """rows: (group, engine, voice, sentence) → CommonVoice layout; returns each clip's augmentation.
+    Clips are called {name}_{i}.wav (name: the directory's)."""
+    name = name or root.name
     from tqdm import tqdm
 
     (root / "clips").mkdir(parents=True)
     jobs = [(e, v, s, [seed, i], spec) for i, (_, e, v, s) in enumerate(rows)]
     with ThreadPoolExecutor(workers) as pool:
-        clips = list(tqdm(pool.map(_clip, jobs), total=len(jobs), desc=root.name, leave=False, disable=len(jobs) < 50))
+        clips = list(tqdm(pool.map(_clip, jobs), total=len(jobs), desc=name, leave=False, disable=len(jobs) < 50))
     with open(root / "validated.tsv", "w", encoding="utf-8", newline="") as f:
         f.write("\t".join(TSV_COLUMNS) + "\n")
         for i, ((group, e, v, s), (data, _)) in enumerate(zip(rows, clips)):
-            name = f"{root.name}_{i:06d}.wav"
-            (root / "clips" / name).write_bytes(data)
-            f.write("\t".join((group, name, s, "2", "0", "", "", column(e, v), "en")) + "\n")
+            clip = f"{name}_{i:06d}.wav"
+            (root / "clips" / clip).write_bytes(data)
+            f.write("\t".join((group, clip, s, "2", "0", "", "", column(e, v), "en")) + "\n")
     return [done for _, done in clips]
 
 
@@ -232,3 +237,53 @@ def coverage_summary(heard: dict[str, tuple[int, int]], questions: list[str], te
             "words_meeting": sum(n >= min_heard and v >= min_voices for n, v in heard.values()),
             "questions": {q: rarest(q) for q in questions},
             "test_sentences_min_heard": min((rarest(s)["heard"] for s in test_sentences), default=None)}
+
+
+def make_spoken_questions(corpus_dir, *, voices_per_question: int = 3, seed: int = 0, spec: Augment = Augment(),
+                          workers: int = 2, log=print) -> dict:
+    """CORPUS/spoken_qa_train/ (CommonVoice layout plus an `answer` column): every text-QA training
+    question of CORPUS/text_qa.jsonl spoken by `voices_per_question` training voices (augmented, as the
+    ASR clips are), its target the LLM's own answer to the question read as text.
+
+    Why: with ASR rows alone the student is never asked anything about audio, and given a spoken test
+    question it transcribes it (issue 33's long run). These rows ask the eval's question ("<audio> Give
+    a simple one sentence answer.") about spoken questions, none of them a test question (text_qa's are
+    disjoint from TEST_QUESTIONS), so answering from audio is trained at all. Use it as a speech source
+    with `answer_column: answer` and `instruction:` the QA instruction. Cached by parameters."""
+    root, out = Path(corpus_dir), Path(corpus_dir) / "spoken_qa_train"
+    source = root / "text_qa.jsonl"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: build the corpus first (make_spoken_corpus)")
+    params = {"version": 1, "seed": int(seed), "voices_per_question": voices_per_question,
+              "text_qa_bytes": source.stat().st_size,
+              "augment": [list(x) if isinstance(x, tuple) else x for x in vars(spec).values()]}
+    stamp = out / "spoken_qa.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
+        return json.loads(stamp.read_text())
+    start = time.perf_counter()
+    pairs = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            pairs.append((record["question"].split("\n")[0].strip(), record["answer"]))
+    asked = {q.lower() for q, _, _ in text.TEST_QUESTIONS}
+    if any(q.lower() in asked for q, _ in pairs):
+        raise ValueError(f"{source}: holds a test question; spoken training questions must not")
+    rng = np.random.default_rng([seed, 7])
+    rows, answers = [], []
+    for q, a in pairs:
+        for v in rng.choice(len(TRAIN_VOICES), size=min(voices_per_question, len(TRAIN_VOICES)), replace=False):
+            rows.append(("trained", *TRAIN_VOICES[int(v)], q))
+            answers.append(a)
+    log(f"spoken questions: {len(pairs)} × {voices_per_question} training voices = {len(rows)} clips")
+    with atomic_dir(out) as tmp:
+        _write_asr(tmp, rows, seed + 2, spec, workers, name=out.name)
+        lines = (tmp / "validated.tsv").read_text(encoding="utf-8").splitlines()
+        clean = [a.replace("\t", " ").replace("\n", " ") for a in answers]
+        (tmp / "validated.tsv").write_text("\n".join([lines[0] + "\tanswer"] + [f"{l}\t{a}" for l, a in
+                                                                                zip(lines[1:], clean)]) + "\n",
+                                          encoding="utf-8")
+        summary = {"params": params, "questions": len(pairs), "clips": len(rows),
+                   "seconds": round(time.perf_counter() - start, 1)}
+        (tmp / "spoken_qa.json").write_text(json.dumps(summary, indent=2))
+    return summary

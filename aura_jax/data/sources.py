@@ -79,6 +79,13 @@ def asr_messages(prompt: PromptConfig, transcript: str) -> list[dict]:
                      {"role": "assistant", "content": transcript}]
 
 
+def spoken_question_messages(prompt: PromptConfig, instruction: str, answer: str) -> list[dict]:
+    """System / "<audio> {instruction}" / answer: the clip is the question (as eval's spoken QA asks)."""
+    system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    return system + [{"role": "user", "content": f"{prompt.audio_token} {instruction}"},
+                     {"role": "assistant", "content": answer}]
+
+
 def _file_ref(path: Path, where: str) -> AudioRef | BadRow:
     try:
         st = path.stat()
@@ -109,7 +116,8 @@ def _text(raw, where: str) -> str | BadRow:
 
 
 def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | BadRow]:
-    """A CommonVoice release dir: `src.tsv` (tab-separated, no quoting) beside `clips/`."""
+    """A CommonVoice release dir: `src.tsv` (tab-separated, no quoting) beside `clips/`. With
+    `src.answer_column` each clip is a spoken question and that column holds its target answer."""
     root = Path(src.path)
     tsv, clips = root / src.tsv, root / "clips"
     clips_real = clips.resolve()
@@ -121,14 +129,17 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
         header = f.readline().rstrip(b"\r\n").decode("utf-8", "replace").lstrip("\ufeff").split("\t")
         if "path" not in header or "sentence" not in header:
             raise DataError(f"{tsv}: header needs 'path' and 'sentence' columns, has {header}")
+        if src.answer_column and src.answer_column not in header:
+            raise DataError(f"{tsv}: data source answer_column={src.answer_column!r} is not a column (header: {header})")
         ip, isent = header.index("path"), header.index("sentence")
+        ians = header.index(src.answer_column) if src.answer_column else None
         for n, line in enumerate(f, start=2):
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
             where = f"{tsv} line {n}"
             fields = line.split(b"\t")
-            if len(fields) <= max(ip, isent):
+            if len(fields) <= max(ip, isent, ians or 0):
                 yield BadRow("malformed_row", where, f"{len(fields)} columns, the header has {len(header)}")
                 continue
             try:
@@ -148,8 +159,15 @@ def read_commonvoice(src: SourceConfig, prompt: PromptConfig) -> Iterator[Row | 
             if isinstance(ref, BadRow):
                 yield ref
                 continue
-            yield Row(id=clip, kind="speech", messages=asr_messages(prompt, sentence), where=where,
-                      text=sentence, audio=ref)
+            if ians is None:
+                messages = asr_messages(prompt, sentence)
+            else:
+                answer = _text(fields[ians], where)
+                if isinstance(answer, BadRow):
+                    yield answer
+                    continue
+                messages = spoken_question_messages(prompt, src.instruction.strip(), answer)
+            yield Row(id=clip, kind="speech", messages=messages, where=where, text=sentence, audio=ref)
 
 
 # ---------------------------------------------------------------------------

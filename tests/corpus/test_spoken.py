@@ -93,3 +93,34 @@ def test_a_second_call_with_the_same_parameters_does_no_work(spoken, real_models
     t0 = time.perf_counter()
     again = make_spoken_corpus(out, str(real_models["smollm2-135m-instruct"]), log=lambda *a: None, **TINY)
     assert again == summary and time.perf_counter() - t0 < 1.0
+
+
+def test_spoken_training_questions_are_text_qas_questions_with_the_llms_answers(spoken):
+    """make_spoken_questions: each text-QA question spoken by 2 training voices, the answer its target,
+    read back as spoken-question rows; cached; a test question in text_qa stops it."""
+    from aura_jax.corpus.spoken import make_spoken_questions
+
+    out, _ = spoken
+    summary = make_spoken_questions(out, voices_per_question=2, log=lambda *a: None)
+    records = [json.loads(line) for line in (out / "text_qa.jsonl").read_text().splitlines()]
+    answer = {r["question"].split("\n")[0]: r["answer"] for r in records}
+    src = SourceConfig(type="commonvoice", path=str(out / "spoken_qa_train"), answer_column="answer",
+                       instruction="Give a simple one sentence answer.")
+    rows = list(read_commonvoice(src, PromptConfig()))
+    assert summary["clips"] == len(rows) == 2 * len(records) and all(isinstance(r, Row) for r in rows)
+    for r in rows:  # r.text: the spoken question
+        assert r.messages[-1] == {"role": "assistant", "content": answer[r.text]}
+        assert r.messages[-2]["content"] == "<|audio|> Give a simple one sentence answer."
+    voices = accents(out / "spoken_qa_train")
+    assert set(voices) <= {column(*v) for v in TRAIN_VOICES}
+    assert all(voices[i] != voices[i + 1] for i in range(0, len(voices), 2))  # two voices per question
+    assert rows[0].audio.load().shape[0] > 8000
+    t0 = time.perf_counter()
+    assert make_spoken_questions(out, voices_per_question=2, log=lambda *a: None) == summary
+    assert time.perf_counter() - t0 < 1.0
+    bad = out.parent / "bad"
+    bad.mkdir()
+    test_q = sentences.TEST_QUESTIONS[0][0]
+    (bad / "text_qa.jsonl").write_text(json.dumps({"question": f"{test_q}\nx", "answer": "y"}) + "\n")
+    with pytest.raises(ValueError, match="holds a test question"):
+        make_spoken_questions(bad, log=lambda *a: None)

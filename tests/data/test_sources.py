@@ -40,6 +40,37 @@ def test_commonvoice(cv_dir):
     assert wave.dtype == np.float32 and 16000 < wave.size < 16000 * 10 and np.abs(wave).max() > 0.05
 
 
+def test_commonvoice_spoken_questions_answer_from_their_column(cv_dir, tmp_path):
+    """answer_column: the clip is the question, the prompt is the instruction, the target that column."""
+    lines = (cv_dir / "validated.tsv").read_text().splitlines()
+    (cv_dir / "qa.tsv").write_text("\n".join([lines[0] + "\tanswer"] + [f"{l}\tAnswer {i}." for i, l in
+                                                                          enumerate(lines[1:])]) + "\n")
+    src = SourceConfig(type="commonvoice", path=str(cv_dir), tsv="qa.tsv", answer_column="answer",
+                       instruction="Give a simple one sentence answer.")
+    rows = rows_of(src)
+    assert len(rows) == len(SENTENCES) and [r.text for r in rows] == SENTENCES
+    assert rows[1].messages == [{"role": "system", "content": PROMPT.system},
+                                {"role": "user", "content": "<|audio|> Give a simple one sentence answer."},
+                                {"role": "assistant", "content": "Answer 1."}]
+    with pytest.raises(ValueError, match="answer_column='reply' is not a column"):
+        rows_of(SourceConfig(type="commonvoice", path=str(cv_dir), tsv="qa.tsv", answer_column="reply",
+                             instruction="x"))
+
+
+def test_a_spoken_question_source_needs_its_instruction_and_no_ctc():
+    from aura_jax.config import ConfigError
+    from tests.data.datafiles import cfg
+
+    qa = "data.speech=[{type: commonvoice, path: cv, answer_column: answer, instruction: Answer.}]"
+    assert cfg(qa).data.speech[0].instruction == "Answer."
+    with pytest.raises(ConfigError, match="answer_column and instruction go together"):
+        cfg("data.speech=[{type: commonvoice, path: cv, answer_column: answer}]")
+    with pytest.raises(ConfigError, match="only commonvoice speech sources"):
+        cfg("data.speech=[{type: parquet, path: p, answer_column: answer, instruction: Answer.}]")
+    with pytest.raises(ConfigError, match="CTC's labels are the CE targets"):
+        cfg(qa, "loss.ctc_weight=0.3")
+
+
 def test_commonvoice_other_tsv_and_missing_tsv(cv_dir, tmp_path):
     (cv_dir / "train.tsv").write_bytes((cv_dir / "validated.tsv").read_bytes().split(b"\n", 2)[0] + b"\n")
     assert rows_of(SourceConfig(type="commonvoice", path=str(cv_dir), tsv="train.tsv")) == []
