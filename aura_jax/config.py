@@ -168,6 +168,9 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clipping; 0 disables
+    # LoRA+ (arXiv 2402.12354), beyond the paper: LoRA's B matrices learn at this many times the
+    # learning rate (A, the patch embedding and the heads at the rate itself). 1 = the paper's AdamW.
+    lora_b_lr_ratio: float = 1.0
     max_consecutive_skips: int = 50  # non-finite steps in a row before the run stops with an error
 
 
@@ -454,6 +457,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"loss.ctc_weight={lo.ctc_weight} must be a finite number >= 0 (0: no CTC, the paper's loss)")
     if lo.ce_weight == 0 and lo.distill_weight == 0 and lo.ctc_weight == 0:
         raise ConfigError("loss.ce_weight, loss.distill_weight and loss.ctc_weight are all 0: nothing to train")
+    if not (math.isfinite(config.optim.lora_b_lr_ratio) and config.optim.lora_b_lr_ratio > 0):
+        raise ConfigError(f"optim.lora_b_lr_ratio={config.optim.lora_b_lr_ratio} must be a finite number > 0 "
+                          "(1: the paper's single learning rate)")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"steps={config.steps} must be >= 1 (or null to use epochs)")
     if config.epochs <= 0:

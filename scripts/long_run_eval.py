@@ -1,7 +1,8 @@
 # usage: .venv/bin/python scripts/long_run_eval.py runs/long/run_seed0  (from the repository root)
 """Evaluate the long run's latest checkpoint as the demo does: AuRA's ASR per voice group, spoken QA (AuRA
 hears / AuRA reads the text; `aura,text,cascade,gold` as the second argument for all), the audio's worth,
-and WER and audio worth on 30 training clips (memorised or heard?). Writes runs/long/eval/summary.json."""
+and WER and audio worth on 30 training clips (memorised or heard?). Writes runs/long/eval/summary.json for
+runs/long/run_seed0 (the first long run), runs/long/eval/RUN.json for any other run RUN."""
 import json, sys, time
 from pathlib import Path
 from aura_jax.demo_real import RealStages, SYSTEMS, group_qa, latest_step
@@ -30,5 +31,6 @@ tr = run_eval(str(run), "asr", str(st.corpus_dir / "asr_train"), system="aura", 
 out["asr_aura_train30"] = tr["table"]["wer"]["all"]; times["train30"] = time.time() - t
 out["times_s"] = times
 Path("runs/long/eval").mkdir(parents=True, exist_ok=True)
-Path("runs/long/eval/summary.json").write_text(json.dumps(out, indent=1))
+name = "summary" if run.name == "run_seed0" else run.name
+Path(f"runs/long/eval/{name}.json").write_text(json.dumps(out, indent=1))
 print(json.dumps(out, indent=1))

@@ -46,6 +46,12 @@ class TrainState:
     rng: jax.Array
 
 
+def lora_b_leaves(params):
+    """A pytree of bools over `params`: True at the LoRA B matrices (a `lora_b` in the leaf's path)."""
+    name = lambda k: getattr(k, "key", getattr(k, "name", None))
+    return jax.tree_util.tree_map_with_path(lambda path, _: any(name(k) == "lora_b" for k in path), params)
+
+
 def build_optimizer(cfg: OptimConfig, total_steps: int | None = None):
     """AdamW, linear warm-up then constant (the paper) or cosine decay to the last step, global-norm
     clipping; a non-finite gradient skips the update (optax.apply_if_finite keeps params and moments
@@ -65,6 +71,8 @@ def build_optimizer(cfg: OptimConfig, total_steps: int | None = None):
         schedule = optax.constant_schedule(cfg.learning_rate)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
+    if cfg.lora_b_lr_ratio != 1.0:  # LoRA+: B's whole AdamW step (weight decay included) scaled = B's own rate
+        parts.append(optax.masked(optax.scale(cfg.lora_b_lr_ratio), lora_b_leaves))
     return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1), schedule
 
 

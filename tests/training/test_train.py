@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -306,3 +307,27 @@ def test_learning_rate_schedules_warm_up_then_hold_or_follow_a_cosine_to_the_las
         build_optimizer(cfg, total_steps=None)
     with pytest.raises(ConfigError, match="optim.schedule='linear'"):
         build_optimizer(OptimConfig(schedule="linear"), total_steps=100)
+
+
+def test_lora_plus_scales_the_b_matrices_steps_and_nothing_else(make_aura):
+    """optim.lora_b_lr_ratio (LoRA+): on the student's real trainable state, one AdamW step of B is
+    ratio × the paper's step; A, the patch embedding and the heads take the paper's step exactly."""
+    from flax import nnx
+
+    from aura_jax.config import OptimConfig
+    from aura_jax.models.layers import Trainable
+    from aura_jax.training.train import build_optimizer, lora_b_leaves
+
+    params = nnx.state(make_aura(), Trainable)
+    grads = jax.tree.map(lambda x: jnp.full(x.shape, 0.3, x.dtype) * jnp.arange(1, x.size + 1).reshape(x.shape)
+                         / x.size, params)
+    steps = {}
+    for ratio in (1.0, 4.0):
+        tx, _ = build_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0, weight_decay=0.1,
+                                            lora_b_lr_ratio=ratio))
+        steps[ratio], _ = tx.update(grads, tx.init(params), params)
+    is_b = jax.tree.leaves(lora_b_leaves(params))
+    assert sum(is_b) == 2 * 7 and len(is_b) > sum(is_b)  # tiny student: K = 2 layers × 7 projections
+    for b, plain, plus in zip(is_b, jax.tree.leaves(steps[1.0]), jax.tree.leaves(steps[4.0])):
+        np.testing.assert_allclose(np.asarray(plus), np.asarray(plain) * (4.0 if b else 1.0), rtol=1e-6)
+        assert np.abs(np.asarray(plain)).max() > 0
