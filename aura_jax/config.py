@@ -171,6 +171,9 @@ class OptimConfig:
     # LoRA+ (arXiv 2402.12354), beyond the paper: LoRA's B matrices learn at this many times the
     # learning rate (A, the patch embedding and the heads at the rate itself). 1 = the paper's AdamW.
     lora_b_lr_ratio: float = 1.0
+    # Beyond the paper: for this many first steps only the audio patch embedding moves (LoRA and the
+    # distillation heads keep their initial values; their AdamW moments still see the gradients).
+    patch_warmup_steps: int = 0
     max_consecutive_skips: int = 50  # non-finite steps in a row before the run stops with an error
 
 
@@ -460,6 +463,8 @@ def validate(config: Config) -> None:
     if not (math.isfinite(config.optim.lora_b_lr_ratio) and config.optim.lora_b_lr_ratio > 0):
         raise ConfigError(f"optim.lora_b_lr_ratio={config.optim.lora_b_lr_ratio} must be a finite number > 0 "
                           "(1: the paper's single learning rate)")
+    if config.optim.patch_warmup_steps < 0:
+        raise ConfigError(f"optim.patch_warmup_steps={config.optim.patch_warmup_steps} must be >= 0 (0: off)")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"steps={config.steps} must be >= 1 (or null to use epochs)")
     if config.epochs <= 0:

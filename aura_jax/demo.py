@@ -62,6 +62,11 @@ class Stages:
         self.lm_dir, self.whisper_dir = self.out / "models" / "lm", self.out / "models" / "whisper"
         self.times: dict[str, float] = {}
 
+    @property
+    def main_run(self) -> Path:
+        """The demo's own training run."""
+        return self.out / "run"
+
     def _timed(self, name: str, fn):
         t0 = time.perf_counter()
         self.log(f"== {name}")
@@ -427,7 +432,7 @@ def run_repro_mini(out: str | Path = "runs/demo", *, seeds=(0, 1, 2), quick: boo
             curves.setdefault(name, []).append(series(read_curve(run), st.curve_key))
     report = st.out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    teacher = st.teacher_curve_wer(st.out / "run", st.curve_limit)
+    teacher = st.teacher_curve_wer(st.main_run, st.curve_limit)
     plot_wer_curves(curves, report / "repro_mini.png",
                     {f"cascade (Whisper): {teacher:.1f} %": teacher} if teacher is not None else None,
                     title=f"Held-out-voice WER during training, {len(seeds)} seeds per loss", ymax=120)

@@ -10,6 +10,9 @@
     diagnose, export → as the toy demo (demo.py)
     report  → OUT/report/results.md, opening with the learning curves
 
+Two recipes are trained side by side (RECIPES): the best one measured (DEFAULT_RECIPE, OUT/run_NAME,
+whose tables the report shows in full) and the paper's (OUT/run_paper), compared in one table.
+
 Every stage is cached under OUT. `--steps N` trains longer (a resumed run continues to N)."""
 
 from __future__ import annotations
@@ -25,6 +28,26 @@ from aura_jax.demo import (ABLATIONS, QA_INSTRUCTION, REPO_CONFIGS, Stages, diag
                            run_repro_mini, wall_time_lines)
 
 DEFAULT_MODELS = Path(".cache/models")
+SPOKEN_QA = "spoken_qa_train"  # corpus/spoken.py make_spoken_questions
+
+
+def recipe_overrides(name: str, corpus_dir: Path) -> list[str]:
+    """The overrides of configs/demo_real.yaml that make each named recipe (docs/DEMO.md, issue 33).
+
+    paper: AuRA's loss and data (ASR pairs and text QA; LoRA at every position).
+    hears: beyond the paper: spoken training questions answered as the LLM answers them read, and
+    LoRA at the audio positions only (text rows then train nothing: speech only)."""
+    if name == "paper":
+        return []
+    if name == "hears":
+        return ["lora.audio_only=true", "data.speech_fraction=1.0", "data.speech.1.type=commonvoice",
+                f"data.speech.1.path={corpus_dir / SPOKEN_QA}", "data.speech.1.answer_column=answer",
+                f"data.speech.1.instruction={QA_INSTRUCTION}"]
+    raise ValueError(f"recipe {name!r}: choose from {', '.join(RECIPES)}")
+
+
+RECIPES = ("paper", "hears")
+DEFAULT_RECIPE = "hears"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +76,10 @@ class RealStages(Stages):
     """The toy demo's stages (caching, training, diagnosis) with the real models and the spoken corpus."""
 
     def __init__(self, out, size: str = "full", seed: int = 0, *, llm: str | None = None, whisper: str | None = None,
-                 models_dir: str | Path = DEFAULT_MODELS, steps: int | None = None, log=print):
+                 models_dir: str | Path = DEFAULT_MODELS, steps: int | None = None, log=print,
+                 recipe: str = DEFAULT_RECIPE):
         super().__init__(out, "quick" if size == "quick" else "full", seed, log)
+        self.recipe = recipe
         self.real = REAL_SIZES[size]
         self.steps = steps or self.real.train_steps
         self.models_dir = Path(models_dir)
@@ -80,6 +105,20 @@ class RealStages(Stages):
         """(WER %, spoken QA %) of one repro-mini run, both on the held-out voices."""
         qa = group_qa(self.evaluate(run, "sdqa", "aura"), self.groups())["heldout_voices"]
         return self.evaluate(run, "asr", "aura", "heldout_voices")["table"]["wer"]["all"], qa
+
+    @property
+    def main_run(self) -> Path:
+        """The demo's run of its recipe (repro-mini reads the cascade's predictions from its evaluations)."""
+        return self.out / f"run_{self.recipe}"
+
+    def recipe_scores(self, run_dir: Path) -> dict:
+        """A recipe's row of the side-by-side table: AuRA's WER and spoken QA per voice group, text QA
+        (the adapted LLM reading the questions), and the audio's worth per group."""
+        groups = self.groups()
+        return {"asr": {g: self.evaluate(run_dir, "asr", "aura", g)["table"]["wer"]["all"] for g in groups},
+                "sdqa": group_qa(self.evaluate(run_dir, "sdqa", "aura"), groups),
+                "text_qa": group_qa(self.evaluate(run_dir, "sdqa", "text"), groups)["all"],
+                "audio_use": {g: u["gap"] for g, u in self.audio_use(run_dir).items()}}
 
     def eval_dir(self, run_dir: Path) -> Path:
         """Evaluations of the run's latest checkpoint (a run continued with a larger `--steps` is evaluated afresh)."""
@@ -174,35 +213,62 @@ SYSTEMS = (("aura", "AuRA hears the question"), ("cascade", "cascade (Whisper ti
 
 
 def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, steps: int | None = None,
-                  llm: str | None = None, whisper: str | None = None, models_dir: str | Path = DEFAULT_MODELS) -> dict:
+                  llm: str | None = None, whisper: str | None = None, models_dir: str | Path = DEFAULT_MODELS,
+                  recipe: str = DEFAULT_RECIPE, compare: bool = True) -> dict:
+    """The demo with `recipe` (tables in full, diagnosis, export) and, with `compare`, the paper's recipe
+    trained beside it at the same corpus, steps and seed (one side-by-side table)."""
     from aura_jax.training.distributed import enable_compilation_cache
 
     start, load = time.perf_counter(), os.getloadavg()
     # every evaluation builds its system afresh: identical programs (a group's ASR, the text systems) then
     # come from the persistent cache instead of compiling again
     enable_compilation_cache("~/.cache/aura_jax/xla")
+    recipe_overrides(recipe, Path(out))  # an unknown name fails before any work
     st = RealStages(out, "quick" if quick else "full", seed, llm=llm, whisper=whisper, models_dir=models_dir,
-                    steps=steps)
+                    steps=steps, recipe=recipe)
     st.pieces()
     corpus = st.corpus()
-    run = st._timed("train", lambda: st.train(st.out / "run", seed))
-    groups = list(st.groups())
+    names = [recipe] + (["paper"] if compare and recipe != "paper" else [])
+    runs = {name: st.out / f"run_{name}" for name in names}
+    for name, run in runs.items():
+        st._timed("train" if name == recipe else f"train {name}",
+                  lambda: st.train(run, seed, recipe_overrides(name, st.corpus_dir)))
+    run, groups = runs[recipe], list(st.groups())
     results = st._timed("eval", lambda: {
         **{("asr", s, g): st.evaluate(run, "asr", s, g) for g in groups for s in ("aura", "cascade")},
         **{("sdqa", s, None): st.evaluate(run, "sdqa", s) for s, _ in SYSTEMS}})
+    side = {name: st.recipe_scores(r) if name == recipe else st._timed(f"eval {name}", lambda: st.recipe_scores(r))
+            for name, r in runs.items()}
     diagnosis = st._timed("diagnose", lambda: {**st.diagnose(run), "audio_use": st.audio_use(run)})
     heard = st._timed("export", lambda: listen(st, run))
     st.times["total"] = time.perf_counter() - start
     st.load = (load, os.getloadavg())  # 1/5/15-minute load averages at the start and at the end
-    report = write_real_report(st, corpus, results, heard, diagnosis, quick)
+    report = write_real_report(st, corpus, results, heard, diagnosis, quick, side)
     print(report.read_text())
     print(f"report: {report.parent}")
-    return {"results": results, "heard": heard, "times": st.times, "report": str(report)}
+    return {"results": results, "heard": heard, "times": st.times, "report": str(report), "recipes": side}
 
 
 def listen(st: RealStages, run: Path) -> dict:
-    """Merged float32 export, then one held-out-engine question through AuraSpeechLM in PyTorch."""
+    """Merged float32 export, then one held-out-engine question through AuraSpeechLM in PyTorch; a run
+    with adapters at the audio positions only has no PyTorch export: the JAX student answers it."""
+    from aura_jax.config import load_config
     from aura_jax.evaluate.datasets import read_sdqa
+
+    engine = st.groups()["heldout_engine"]
+    item = next(it for it in read_sdqa(st.corpus_dir / "sdqa") if it.dialect in engine)
+    if load_config(run / "config.yaml").lora.audio_only:
+        from aura_jax.evaluate.harness import aura_answers
+        from aura_jax.tokenizer import ChatTokenizer
+        from aura_jax.training.checkpoint import restore_student
+
+        config, model, _ = restore_student(run, None, ["model.random_init="])
+        tok = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
+        wave = item.audio.load()
+        heard, answer = (aura_answers(model, tok, config, prompt, [wave], n)[0].strip() for prompt, n in
+                         ((config.prompt.asr_instruction, 32), (QA_INSTRUCTION, 24)))
+        return {"voice": item.dialect, "question": item.question, "heard": heard, "answer": answer,
+                "references": item.references, "runner": "JAX (lora.audio_only: no PyTorch export)"}
     from aura_jax.torch import AuraSpeechLM
     from aura_jax.torch.export import export
 
@@ -212,15 +278,13 @@ def listen(st: RealStages, run: Path) -> dict:
         shutil.rmtree(target)
     if not made.exists():
         export(run, st.lm_dir, target, format="merged", dtype="float32")
-    engine = st.groups()["heldout_engine"]
-    item = next(it for it in read_sdqa(st.corpus_dir / "sdqa") if it.dialect in engine)
     lm = AuraSpeechLM.from_pretrained(target)
     wave = item.audio.load()
     config = json.loads((target / "aura_config.json").read_text())
     heard = lm.generate(wave, config["prompt"]["asr_instruction"], max_new_tokens=32).strip()
     answer = lm.generate(wave, QA_INSTRUCTION, max_new_tokens=24).strip()
     return {"voice": item.dialect, "question": item.question, "heard": heard, "answer": answer,
-            "references": item.references}
+            "references": item.references, "runner": "the exported PyTorch model (AuraSpeechLM)"}
 
 
 def group_qa(summary: dict, groups: dict[str, list[str]]) -> dict[str, float]:
@@ -241,13 +305,31 @@ def audio_use_lines(use: dict) -> list[str]:
                         f"{u['rows']} clips)" for g, u in use.items()) + ".", ""]
 
 
-def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, diagnosis: dict, quick: bool) -> Path:
+def recipe_lines(st: RealStages, side: dict) -> list[str]:
+    """Markdown: each trained recipe's figures in one table (same corpus, steps and seed), named."""
+    groups = list(st.groups())
+    head = ([f"WER {GROUP_NAMES[g]}" for g in groups] + [f"spoken QA {GROUP_NAMES[g]}" for g in groups]
+            + ["text QA"] + [f"audio's worth {GROUP_NAMES[g]}" for g in groups])
+    rows = [f"| {name}{' (this report)' if name == st.recipe else ''} | "
+            + " | ".join([f"{r['asr'][g]:.1f}" for g in groups] + [f"{r['sdqa'][g]:.1f}" for g in groups]
+                         + [f"{r['text_qa']:.1f}"] + [f"{r['audio_use'][g]:.2f}" for g in groups]) + " |"
+            for name, r in side.items()]
+    return ["## The recipes side by side (same corpus, steps and seed)", "",
+            "WER and QA in %; text QA: the adapted LLM reading the spoken questions as text; the audio's worth: "
+            "nats per transcript token (CE with another clip's audio − with its own).", "",
+            "| recipe | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|", *rows, "",
+            *[f"- {name}: `{' '.join(recipe_overrides(name, st.corpus_dir)) or '(configs/demo_real.yaml as it is)'}`"
+              for name in side], ""]
+
+
+def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, diagnosis: dict, quick: bool,
+                      side: dict | None = None) -> Path:
     from aura_jax.evaluate.curve import plot_wer_curves, read_curve, series
     from aura_jax.training.metrics import plot_losses
 
     report = st.out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    run = st.out / "run"
+    run = st.main_run
     groups = st.groups()
     curve = read_curve(run)
     n = st.curve_limit
@@ -275,7 +357,7 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
     kinds = {}
     for g in kept:
         kinds[g["kind"]] = kinds.get(g["kind"], 0) + 1
-    cfg = st.config(run, st.seed)
+    cfg = st.config(run, st.seed, recipe_overrides(st.recipe, st.corpus_dir))
     lines = [
         f"# aura-jax demo{' --quick' if quick else ''}: SmolLM2-135M-Instruct learns to hear from Whisper tiny.en", "",
         "![learning curves](learning_curve.png)", "",
@@ -284,10 +366,11 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         + (" Last point: step {}: ".format(final["step"]) +
            ", ".join(f"{GROUP_NAMES[g]} {final[f'{g}_wer']:.1f} %" for g in groups if f"{g}_wer" in final) + "."
            if final else ""), "",
-        f"Recipe: K={cfg.lora.num_layers} adapted layers of 30, LoRA rank {cfg.lora.rank}, patches of "
+        f"Recipe **{st.recipe}**: K={cfg.lora.num_layers} adapted layers of 30{' (at the audio positions only)' if cfg.lora.audio_only else ''}, LoRA rank {cfg.lora.rank}, patches of "
         f"{cfg.audio.patch_frames} mel frames, teacher layers {cfg.distill.teacher_layers}, lr "
         f"{cfg.optim.learning_rate:g} ({cfg.optim.schedule}), {st.steps} steps of batch {cfg.batch_size}, "
-        f"speech fraction {cfg.data.speech_fraction}.", "",
+        f"speech fraction {cfg.data.speech_fraction}, speech sources {[Path(x.path).name for x in cfg.data.speech]}.", "",
+        *(recipe_lines(st, side) if side else []),
         f"Corpus: {counts['asr_train']} training clips ({', '.join(corpus['train_voices'])}; augmented: "
         f"{corpus['augmented']}), {counts['text_qa']} text-QA pairs the LLM answers right (of "
         f"{counts['text_qa_candidates']}), {counts['sdqa_questions']} spoken test questions the LLM answers right "
@@ -304,18 +387,19 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         "filter (the same LLM, prompt and greedy decoding in JAX rather than PyTorch).", "",
         "## What AuRA does with each spoken question", "", *diagnosis_table(diagnosis), "",
         *hearing_lines(diagnosis.get("hearing")), *audio_use_lines(diagnosis["audio_use"]),
-        "## One held-out-engine question through the exported PyTorch model", "",
+        f"## One held-out-engine question, answered by {heard['runner']}", "",
         f"voice {heard['voice']}, question {heard['question']!r}: heard {heard['heard']!r}, answered "
         f"{heard['answer']!r} (reference {heard['references']}).", "",
         *wall_time_lines(st),
         f"Load average (1, 5, 15 min) at the start {[round(x, 2) for x in st.load[0]]}, at the end "
         f"{[round(x, 2) for x in st.load[1]]}; {os.cpu_count()} CPUs.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed} "
-        f"--steps {st.steps}",
+        f"--steps {st.steps} --recipe {st.recipe}" + ("" if side and len(side) > 1 else " --no-compare"),
         f"    aura-jax eval {run} --task sdqa --data {st.corpus_dir / 'sdqa'} --out /tmp/sdqa_aura",
         f"    aura-jax eval {run} --task sdqa --system cascade --whisper {st.whisper_dir} --data {st.corpus_dir / 'sdqa'} "
         "--out /tmp/sdqa_cascade",
-        f"    aura-jax infer {st.out / 'export'} --audio CLIP.wav --prompt {QA_INSTRUCTION!r}", ""]
+        *([] if cfg.lora.audio_only else
+          [f"    aura-jax infer {st.out / 'export'} --audio CLIP.wav --prompt {QA_INSTRUCTION!r}"]), ""]
     path = report / "results.md"
     path.write_text("\n".join(lines))
     (report / "results.json").write_text(json.dumps({
@@ -323,7 +407,8 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
                     "whisper": results[("asr", "cascade", g)]["table"]["wer"]["all"]} for g in groups},
         "sdqa": {s: group_qa(results[("sdqa", s, None)], groups) for s, _ in SYSTEMS},
         "latency_s": {s: results[("sdqa", s, None)]["latency_s_per_sample"] for s, _ in SYSTEMS},
-        "audio_use": diagnosis["audio_use"], "curve": curve, "teacher_curve_wer": teacher, "times": st.times, "steps": st.steps}, indent=1))
+        "audio_use": diagnosis["audio_use"], "curve": curve, "teacher_curve_wer": teacher, "times": st.times,
+        "steps": st.steps, "recipe": st.recipe, "recipes": side or {}}, indent=1))
     return path
 
 
@@ -352,6 +437,11 @@ def add_arguments(p) -> None:
     p.add_argument("--llm", default=None, help="a Hugging Face Llama/Qwen2 instruct directory instead of SmolLM2")
     p.add_argument("--whisper", default=None, help="a Hugging Face Whisper directory instead of tiny.en")
     p.add_argument("--models", default=str(DEFAULT_MODELS), help="where fetch-models puts the pair")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPES,
+                   help=f"the recipe the report shows in full (default {DEFAULT_RECIPE}, the best measured; "
+                        "docs/DEMO.md)")
+    p.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="do not train the paper's recipe beside it")
 
 
 def main(args) -> int:
@@ -365,7 +455,7 @@ def main(args) -> int:
 
         raise ConfigError("--llm and --whisper go together (the corpus's gold filter and the teacher are a pair)")
     run_real_demo(args.out, quick=args.quick, seed=args.seed, steps=args.steps, llm=args.llm, whisper=args.whisper,
-                  models_dir=args.models)
+                  models_dir=args.models, recipe=args.recipe, compare=args.compare)
     return 0
 
 

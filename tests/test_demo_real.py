@@ -10,10 +10,12 @@ import json
 import pytest
 
 from aura_jax import cli
+from aura_jax.demo_real import DEFAULT_RECIPE
 from aura_jax.synth import espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="the corpus is spoken by espeak-ng, flite, festival")
 GROUPS = ("trained", "heldout_voices", "heldout_engine")
+RUN = f"run_{DEFAULT_RECIPE}"  # the best recipe's run; the paper's recipe trains beside it in run_paper
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_the_report_opens_with_the_curves_and_holds_every_table(real_demo):
     assert report.splitlines()[2] == "![learning curves](learning_curve.png)"
     assert (out / "report" / "learning_curve.png").stat().st_size > 0
     for section in ("## ASR: WER % per voice group", "## Spoken QA", "## What AuRA does with each spoken question",
-                    "## One held-out-engine question through the exported PyTorch model", "## Wall time"):
+                    "## The recipes side by side", "## One held-out-engine question, answered by", "## Wall time"):
         assert section in report
     for row in ("| trained voices |", "| held-out voices |", "| held-out engine |", "| AuRA hears the question |",
                 "| cascade (Whisper tiny.en → SmolLM2) |", "| gold (SmolLM2 reads the question) |",
@@ -42,11 +44,26 @@ def test_the_report_opens_with_the_curves_and_holds_every_table(real_demo):
     assert all(set(v) == {*GROUPS, "all"} for v in results["sdqa"].values())
     # the real cascade hears festival's held-out voices (Whisper tiny.en was not trained here)
     assert all(results["asr"][g]["whisper"] < 60 for g in GROUPS)
+    assert list(results["recipes"]) == [DEFAULT_RECIPE, "paper"] and (out / "run_paper" / "checkpoints").is_dir()
+    for name in results["recipes"]:
+        assert f"| {name}" in report and f"- {name}: `" in report
+    mine = results["recipes"][DEFAULT_RECIPE]
+    assert mine["asr"] == {g: results["asr"][g]["aura"] for g in GROUPS} and mine["sdqa"] == results["sdqa"]["aura"]
+
+
+def test_audio_only_lora_reads_text_exactly_as_the_base_llm(real_demo):
+    """The default recipe's adapters act at audio positions only: reading the questions as text, the
+    adapted LLM answers exactly as SmolLM2 does (gold), after training."""
+    out, _ = real_demo
+    ev = out / RUN / "eval" / "step4"
+    text, gold = ([json.loads(line)["prediction"] for line in (ev / f"sdqa_{s}" / "predictions.jsonl").read_text()
+                   .splitlines()] for s in ("text", "gold"))
+    assert text == gold and len(text) > 0
 
 
 def test_learning_curves_cover_every_voice_group(real_demo):
     out, _ = real_demo
-    curve = [json.loads(line) for line in (out / "run" / "curve.jsonl").read_text().splitlines()]
+    curve = [json.loads(line) for line in (out / RUN / "curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve] == [4]
     assert all(r[f"{g}_wer"] >= 0 for r in curve for g in GROUPS)
 
@@ -56,8 +73,8 @@ def test_per_group_numbers_come_from_the_per_voice_tables(real_demo):
 
     out, _ = real_demo
     corpus = json.loads((out / "corpus" / "corpus.json").read_text())
-    summary = json.loads((out / "run" / "eval" / "step4" / "sdqa_cascade" / "summary.json").read_text())
-    rows = [json.loads(line) for line in (out / "run" / "eval" / "step4" / "sdqa_cascade" / "predictions.jsonl").read_text().splitlines()]
+    summary = json.loads((out / RUN / "eval" / "step4" / "sdqa_cascade" / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / RUN / "eval" / "step4" / "sdqa_cascade" / "predictions.jsonl").read_text().splitlines()]
     per = group_qa(summary, corpus["groups"])
     for group, voices in corpus["groups"].items():  # recomputed from the predictions, row by row
         mine = [r["scores"]["contains"] for r in rows if r["dialect"] in voices]
@@ -75,8 +92,8 @@ def test_a_second_run_reuses_every_stage(real_demo, monkeypatch):
 
     monkeypatch.setattr(train, "train", redo)
     monkeypatch.setattr(export, "export", redo)
-    stamps = [out / "corpus" / "corpus.json", out / "run" / "eval" / "step4" / "sdqa_aura" / "summary.json",
-              out / "run" / "eval" / "step4" / "asr_cascade_heldout_engine" / "summary.json"]
+    stamps = [out / "corpus" / "corpus.json", out / RUN / "eval" / "step4" / "sdqa_aura" / "summary.json",
+              out / RUN / "eval" / "step4" / "asr_cascade_heldout_engine" / "summary.json"]
     before = [p.stat().st_mtime_ns for p in stamps]
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["demo", "--quick", "--out", str(out), "--models", str(models)]) == 0
@@ -114,7 +131,7 @@ def test_audio_use_is_zero_exactly_when_every_row_hears_the_same_clip(real_demo,
     clips = sorted((same / "clips").iterdir())
     for clip in clips[1:]:
         shutil.copy(clips[0], clip)
-    run = out / "run"
+    run = out / RUN
     flat = audio_use(str(run), str(same), batches=1, batch_size=2)
     assert flat["gap"] == 0.0 and flat["rows"] == 2 and flat["ce_own_audio"] > 0
     moved = audio_use(str(run), str(source), batches=1, batch_size=2)

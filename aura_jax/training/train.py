@@ -46,10 +46,20 @@ class TrainState:
     rng: jax.Array
 
 
+def _leaves_named(params, name: str):
+    """A pytree of bools over `params`: True where `name` is a part of the leaf's path."""
+    part = lambda k: getattr(k, "key", getattr(k, "name", None))
+    return jax.tree_util.tree_map_with_path(lambda path, _: any(part(k) == name for k in path), params)
+
+
 def lora_b_leaves(params):
-    """A pytree of bools over `params`: True at the LoRA B matrices (a `lora_b` in the leaf's path)."""
-    name = lambda k: getattr(k, "key", getattr(k, "name", None))
-    return jax.tree_util.tree_map_with_path(lambda path, _: any(name(k) == "lora_b" for k in path), params)
+    """True at the LoRA B matrices."""
+    return _leaves_named(params, "lora_b")
+
+
+def patch_embedding_leaves(params):
+    """True at the audio patch embedding's parameters (`AuraModel.audio_embed`)."""
+    return _leaves_named(params, "audio_embed")
 
 
 def build_optimizer(cfg: OptimConfig, total_steps: int | None = None):
@@ -73,6 +83,10 @@ def build_optimizer(cfg: OptimConfig, total_steps: int | None = None):
     parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
     if cfg.lora_b_lr_ratio != 1.0:  # LoRA+: B's whole AdamW step (weight decay included) scaled = B's own rate
         parts.append(optax.masked(optax.scale(cfg.lora_b_lr_ratio), lora_b_leaves))
+    if cfg.patch_warmup_steps:  # steps 0 .. N-1 move the patch embedding alone
+        n = cfg.patch_warmup_steps
+        parts.append(optax.masked(optax.scale_by_schedule(lambda count: (count >= n).astype(jnp.float32)),
+                                  lambda params: jax.tree.map(lambda x: not x, patch_embedding_leaves(params))))
     return optax.apply_if_finite(optax.chain(*parts), max_consecutive_errors=2**31 - 1), schedule
 
 

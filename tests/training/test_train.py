@@ -331,3 +331,28 @@ def test_lora_plus_scales_the_b_matrices_steps_and_nothing_else(make_aura):
     for b, plain, plus in zip(is_b, jax.tree.leaves(steps[1.0]), jax.tree.leaves(steps[4.0])):
         np.testing.assert_allclose(np.asarray(plus), np.asarray(plain) * (4.0 if b else 1.0), rtol=1e-6)
         assert np.abs(np.asarray(plain)).max() > 0
+
+
+def test_a_patch_warm_up_moves_the_patch_embedding_alone_for_its_steps(make_aura):
+    """optim.patch_warmup_steps=2: steps 0 and 1 update only the audio patch embedding (the paper's
+    step there, exactly); from step 2 every trainable takes the paper's step."""
+    from flax import nnx
+
+    from aura_jax.config import OptimConfig
+    from aura_jax.models.layers import Trainable
+    from aura_jax.training.train import build_optimizer, patch_embedding_leaves
+
+    params = nnx.state(make_aura(), Trainable)
+    grads = jax.tree.map(lambda x: jnp.full(x.shape, 0.2, x.dtype), params)
+    plain, _ = build_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0))
+    warm, _ = build_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0, patch_warmup_steps=2))
+    is_patch = jax.tree.leaves(patch_embedding_leaves(params))
+    assert 0 < sum(is_patch) < len(is_patch)
+    s_plain, s_warm = plain.init(params), warm.init(params)
+    for step in range(3):
+        u_plain, s_plain = plain.update(grads, s_plain, params)
+        u_warm, s_warm = warm.update(grads, s_warm, params)
+        for patch, a, b in zip(is_patch, jax.tree.leaves(u_plain), jax.tree.leaves(u_warm)):
+            want = np.asarray(a) if patch or step >= 2 else np.zeros_like(np.asarray(a))
+            np.testing.assert_array_equal(np.asarray(b), want)
+            assert np.abs(np.asarray(a)).max() > 0
