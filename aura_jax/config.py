@@ -101,6 +101,10 @@ class DistillConfig:
     teacher_layers: Any = "low"  # low | mid | high | progressive | explicit list of 1-based teacher layers
     head_hidden: int | None = None  # None → teacher width
     bidirectional_audio: bool = False  # audio tokens attend to each other both ways (VoRA); paper: causal
+    # With bidirectional_audio: 0 = across the whole audio span; C > 0 = only within chunks of C audio
+    # tokens counted from the clip's first patch, so a stream that prefills C (or a multiple of C)
+    # patches at a time computes exactly what training computed (beyond the paper, opt-in).
+    bidirectional_chunk: int = 0
 
 
 @dataclasses.dataclass
@@ -451,6 +455,10 @@ def validate(config: Config) -> None:
     if not (tl in ("low", "mid", "high", "progressive") or
             (isinstance(tl, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in tl))):
         raise ConfigError(f"distill.teacher_layers={tl!r}: use low, mid, high, progressive or a list of integers")
+    dc = config.distill
+    if dc.bidirectional_chunk < 0 or (dc.bidirectional_chunk and not dc.bidirectional_audio):
+        raise ConfigError(f"distill.bidirectional_chunk={dc.bidirectional_chunk}: a number of audio tokens >= 1 "
+                          "with distill.bidirectional_audio=true (0: the whole span)")
     lo = config.loss
     for name in ("ce_weight", "distill_weight", "lambda_cos", "lambda_mse"):
         if getattr(lo, name) < 0:

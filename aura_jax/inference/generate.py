@@ -127,7 +127,7 @@ def generate_aura(model, input_ids, attention_mask, audio_features, **kwargs) ->
     audio = model.audio_embed(jnp.asarray(audio_features))
     spliced = splice_audio(model.llm.embed(input_ids), input_ids, jnp.asarray(attention_mask, bool),
                            jnp.zeros(input_ids.shape, bool), audio, model.placeholder_id)
-    bidirectional = spliced.audio_mask if model.config.distill.bidirectional_audio else None
+    bidirectional = model.audio_attention_groups(spliced)
     return generate(model.llm, inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
                     bidirectional_mask=bidirectional, adapter_mask=spliced.audio_mask, **kwargs)
 
@@ -150,15 +150,19 @@ def _stream_text(graphdef, state, ids, mask, cache, *, keep_logits: bool):
     return out.cache, out.logits if keep_logits else None, out.logits[:, -1]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "embed_graphdef", "keep_logits"),
+@functools.partial(jax.jit, static_argnames=("graphdef", "embed_graphdef", "keep_logits", "group_patches"),
                    donate_argnames=("cache",))
 def _stream_audio(graphdef, state, embed_graphdef, embed_state, frames, valid, first_patch, cache, *,
-                  keep_logits: bool):
-    """Prefill one chunk of audio: frames [1, mel, C·P], of which `valid` patches are real."""
+                  keep_logits: bool, group_patches: int = 0):
+    """Prefill one chunk of audio: frames [1, mel, C·P], of which `valid` patches are real.
+    group_patches > 0: the patches attend both ways within groups of that many (distill.bidirectional_chunk)."""
     llm: Qwen2ForCausalLM = nnx.merge(graphdef, state)
     audio = nnx.merge(embed_graphdef, embed_state)(frames, first_patch).astype(llm.dtype)
-    mask = (jnp.arange(audio.shape[1]) < valid)[None]
-    out = llm(inputs_embeds=audio, attention_mask=mask, cache=cache, adapter_mask=mask)  # every slot is audio
+    index = jnp.arange(audio.shape[1])
+    mask = (index < valid)[None]
+    groups = jnp.where(mask, (first_patch + index) // group_patches, -1) if group_patches else None
+    out = llm(inputs_embeds=audio, attention_mask=mask, cache=cache, adapter_mask=mask,  # every slot is audio
+              bidirectional_mask=groups)
     return out.cache, out.logits if keep_logits else None
 
 
@@ -188,10 +192,17 @@ class AuraStream(SpeechStream):
     def __init__(self, model, prompt_ids, *, chunk_patches: int = 5, padded: bool = False,
                  max_new_tokens: int = 64, eos_token_id=None, pad_token_id: int = 0, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, text_bucket: int = 16, keep_logits: bool = False):
-        if model.config.distill.bidirectional_audio:
+        d = model.config.distill
+        if d.bidirectional_audio and not d.bidirectional_chunk:
             raise StreamError("this model was trained with distill.bidirectional_audio=true: its audio tokens "
                               "attend to later ones, so audio cannot be prefilled before the clip ends; "
-                              "use generate_aura, or train with distill.bidirectional_audio=false")
+                              "use generate_aura, or train with distill.bidirectional_chunk=C (attention both "
+                              "ways within chunks of C tokens, which stream exactly) or bidirectional_audio=false")
+        if d.bidirectional_audio and chunk_patches % d.bidirectional_chunk:
+            raise StreamError(f"chunk_patches={chunk_patches}: this model's audio tokens attend both ways within "
+                              f"chunks of {d.bidirectional_chunk} (distill.bidirectional_chunk); stream a multiple "
+                              f"of {d.bidirectional_chunk} patches at a time")
+        self.group_patches = d.bidirectional_chunk if d.bidirectional_audio else 0
         a = model.config.audio
         super().__init__(n_mels=a.n_mels, patch_frames=a.patch_frames, window_frames=a.num_frames,
                          chunk_patches=chunk_patches, padded=padded, buckets=model.config.data.audio_buckets)
@@ -223,7 +234,7 @@ class AuraStream(SpeechStream):
         self._cache, logits = _stream_audio(self.graphdef, self.state, self.embed_graphdef, self.embed_state,
                                             jnp.asarray(frames)[None],
                                             jnp.int32(valid_patches), jnp.int32(first_patch), self._cache,
-                                            keep_logits=self.keep_logits)
+                                            keep_logits=self.keep_logits, group_patches=self.group_patches)
         if self.keep_logits:
             self._logits.append(logits[0, :valid_patches])
 

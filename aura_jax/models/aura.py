@@ -183,7 +183,7 @@ class AuraModel(nnx.Module):
         spliced = splice_audio(self.llm.embed(input_ids), input_ids, attention_mask, loss_mask, audio,
                                self.placeholder_id)
         keep, next_targets, next_mask = next_token_targets(spliced, all_logits)
-        bidir = spliced.audio_mask if self.config.distill.bidirectional_audio else None
+        bidir = self.audio_attention_groups(spliced)
         out = self.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
                        output_hidden_states=True, bidirectional_mask=bidir, logits_to_keep=keep,
                        adapter_mask=spliced.audio_mask)
@@ -191,6 +191,18 @@ class AuraModel(nnx.Module):
         states = tuple(audio_positions(out.hidden_states[l], spliced.audio_start, n)
                        for l in range(1, self.num_student_layers + 1))
         return StudentOutput(out.logits, spliced, states, next_targets, next_mask)
+
+    def audio_attention_groups(self, spliced: Spliced) -> jax.Array | None:
+        """Which tokens attend to each other both ways (distill.bidirectional_audio): None (causal, the
+        paper), the audio mask (the whole span), or int chunk ids of `bidirectional_chunk` audio tokens
+        counted from each row's first audio token (−1 elsewhere)."""
+        d = self.config.distill
+        if not d.bidirectional_audio:
+            return None
+        if not d.bidirectional_chunk:
+            return spliced.audio_mask
+        index = jnp.arange(spliced.audio_mask.shape[1])[None, :] - spliced.audio_start[:, None]
+        return jnp.where(spliced.audio_mask, index // d.bidirectional_chunk, -1).astype(jnp.int32)
 
     def teacher_targets(self, features: jax.Array, valid_frames: jax.Array, n: int) -> list[jax.Array]:
         """Teacher hidden states of the paired layers, regrouped per sample and aligned to n tokens.

@@ -158,17 +158,24 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
 
 
+def attention_groups(mask: jax.Array) -> jax.Array:
+    """Bidirectional attention groups as int32 ids, −1 = none: a bool mask is one group (True → 0)."""
+    return jnp.where(mask, 0, -1).astype(jnp.int32) if mask.dtype == jnp.bool_ else mask.astype(jnp.int32)
+
+
 def attention_mask_bias(query_slots: jax.Array, key_slots: jax.Array, key_mask: jax.Array,
                         bidirectional: jax.Array | None = None,
                         key_bidirectional: jax.Array | None = None) -> jax.Array:
     """Additive bias [batch, 1, q, k]: causal by slot, padding keys masked.
 
-    `bidirectional` ([batch, q]) / `key_bidirectional` ([batch, k]) mark positions
-    (the audio tokens) that may also attend to each other regardless of order.
+    `bidirectional` ([batch, q]) / `key_bidirectional` ([batch, k]): positions (the audio tokens)
+    that also attend to each other regardless of order — a bool mask (one group), or int group ids
+    (−1: none), where only positions of the same group do (chunks of the audio span).
     """
     allowed = key_slots[None, None, :] <= query_slots[None, :, None]
     if bidirectional is not None:
-        allowed = allowed | (bidirectional[:, :, None] & key_bidirectional[:, None, :])
+        q, k = attention_groups(bidirectional), attention_groups(key_bidirectional)
+        allowed = allowed | ((q[:, :, None] == k[:, None, :]) & (q[:, :, None] >= 0))
     allowed = allowed & key_mask[:, None, :]
     return jnp.where(allowed, 0.0, MASK_VALUE)[:, None, :, :].astype(jnp.float32)
 
@@ -341,7 +348,7 @@ class Qwen2ForCausalLM(nnx.Module):
             key_mask = jax.lax.dynamic_update_slice_in_dim(cache.key_mask, mask, start, axis=1)
             key_slots = jnp.arange(cache.key_mask.shape[1])
             key_bidir = None if bidirectional_mask is None else jax.lax.dynamic_update_slice_in_dim(
-                jnp.zeros_like(cache.key_mask), bidirectional_mask, start, axis=1)
+                jnp.full(cache.key_mask.shape, -1, jnp.int32), attention_groups(bidirectional_mask), start, axis=1)
         if positions is None:
             # Count real tokens before each slot (including those already cached).
             seen = jnp.cumsum(key_mask.astype(jnp.int32), axis=1) - 1

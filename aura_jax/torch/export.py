@@ -356,6 +356,7 @@ def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dty
             "lora": {"num_layers": len(layout["layers"]), "rank": layout["rank"], "alpha": lo.scale_alpha,
                      "targets": layout["targets"]},
             "bidirectional_audio": config.distill.bidirectional_audio,
+            "bidirectional_chunk": config.distill.bidirectional_chunk,
             **(source or {})}  # run_dir: which run this is an export of
     (out / "aura_config.json").write_text(json.dumps(aura, indent=2))  # written last: marks completeness
 

@@ -165,7 +165,8 @@ def one_shot_logits(model, ids, frames):
     spliced = splice_audio(model.llm.embed(ids), ids, mask, jnp.zeros(ids.shape, bool),
                            model.audio_embed(jnp.asarray(frames)[None]), model.placeholder_id)
     return np.asarray(model.llm(inputs_embeds=spliced.embeds, attention_mask=spliced.attention_mask,
-                                adapter_mask=spliced.audio_mask).logits[0])
+                                adapter_mask=spliced.audio_mask,
+                                bidirectional_mask=model.audio_attention_groups(spliced)).logits[0])
 
 
 def prompt(model):
@@ -216,6 +217,16 @@ def test_streamed_audio_with_offline_padding_answers_as_offline_inference(studen
     np.testing.assert_allclose(np.asarray(stream.logits()), one_shot_logits(student, ids, offline_features),
                                atol=1e-5, rtol=0)
     assert stream.patches_prefilled == 50 and stream.first_token_time >= stream.end_of_speech
+
+
+@pytest.mark.parametrize("chunk", [3, 6])
+def test_chunk_bidirectional_audio_streams_exactly_in_multiples_of_its_chunk(make_aura, chunk):
+    """distill.bidirectional_chunk=3: streamed 3 or 6 patches at a time, the logits are one-shot's (whose
+    audio tokens attend both ways within chunks of 3); 4 at a time is refused."""
+    model = bumped_student(make_aura, "distill.bidirectional_audio=true", "distill.bidirectional_chunk=3")
+    check_chunked_prefill(model, chunk)
+    with pytest.raises(StreamError, match="stream a multiple of 3 patches"):
+        AuraStream(model, prompt(model), chunk_patches=4)
 
 
 def test_a_bidirectional_model_refuses_to_stream(make_aura):

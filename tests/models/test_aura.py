@@ -141,6 +141,39 @@ def test_audio_attention_is_causal_unless_bidirectional(make_aura, tiny_batch):
     assert not np.allclose(first_token_state(bidir, tiny_batch["audio_features"]), first_token_state(bidir, changed))
 
 
+def test_attention_groups_let_same_group_tokens_attend_both_ways_and_nothing_else():
+    """attention_mask_bias with int groups against a brute-force rule: allowed iff causal, or both
+    positions in the same group (≥ 0); padding keys never; a bool mask is one group."""
+    from aura_jax.models.qwen2 import MASK_VALUE, attention_mask_bias
+
+    groups = jnp.asarray([[-1, 0, 0, 0, 1, 1, -1], [-1, -1, 2, 2, 3, -1, -1]], jnp.int32)
+    key_mask = jnp.asarray([[True] * 7, [True] * 6 + [False]])
+    got = np.asarray(attention_mask_bias(jnp.arange(7), jnp.arange(7), key_mask, groups, groups))[:, 0] == 0
+    g, km = np.asarray(groups), np.asarray(key_mask)
+    want = np.array([[[(k <= q or (g[b, q] >= 0 and g[b, q] == g[b, k])) and km[b, k] for k in range(7)]
+                      for q in range(7)] for b in range(2)])
+    assert np.array_equal(got, want) and got[0, 1, 3] and not got[0, 3, 4] and got[0, 4, 5]
+    as_bool = attention_mask_bias(jnp.arange(7), jnp.arange(7), key_mask, groups >= 0, groups >= 0)
+    one = jnp.where(groups >= 0, 0, -1)
+    assert np.array_equal(np.asarray(as_bool), np.asarray(attention_mask_bias(jnp.arange(7), jnp.arange(7),
+                                                                                key_mask, one, one)))
+    assert float(np.asarray(as_bool).min()) == pytest.approx(MASK_VALUE)
+
+
+def test_chunk_bidirectional_audio_sees_later_tokens_of_its_own_chunk_only(make_aura, tiny_batch):
+    """distill.bidirectional_chunk=C: perturbing the last patch moves the audio states of its own chunk
+    (also the tokens before it there) and none of the earlier chunks."""
+    model = make_aura("distill.bidirectional_audio=true", "distill.bidirectional_chunk=3")
+    b = tiny_batch
+    changed = b["audio_features"].at[0, :, -10:].add(1.0)  # the last patch of row 0
+    states = [np.asarray(model.student(b["input_ids"], b["attention_mask"], b["loss_mask"], f).audio_states[0][0])
+              for f in (b["audio_features"], changed)]
+    n = states[0].shape[0]
+    start = (n - 1) // 3 * 3  # the first token of the last patch's chunk
+    moved = np.abs(states[0] - states[1]).max(axis=-1) > 1e-6
+    assert not moved[:start].any() and moved[start:].all() and start < n - 1
+
+
 def test_distill_head_is_rmsnorm_linear_gelu_linear():
     head = DistillHead(8, 6, 5, rngs=nnx.Rngs(0))
     x = np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)
