@@ -326,8 +326,9 @@ def test_lora_plus_scales_the_b_matrices_steps_and_nothing_else(make_aura):
         tx, _ = build_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=0, weight_decay=0.1,
                                             lora_b_lr_ratio=ratio))
         steps[ratio], _ = tx.update(grads, tx.init(params), params)
-    is_b = jax.tree.leaves(lora_b_leaves(params))
+    is_b = ["lora_b" in jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     assert sum(is_b) == 2 * 7 and len(is_b) > sum(is_b)  # tiny student: K = 2 layers × 7 projections
+    assert jax.tree.leaves(lora_b_leaves(params)) == is_b
     for b, plain, plus in zip(is_b, jax.tree.leaves(steps[1.0]), jax.tree.leaves(steps[4.0])):
         np.testing.assert_allclose(np.asarray(plus), np.asarray(plain) * (4.0 if b else 1.0), rtol=1e-6)
         assert np.abs(np.asarray(plain)).max() > 0
