@@ -165,6 +165,16 @@ def test_reexport_replaces_a_complete_export_but_not_other_dirs(tiny_run_dir, ti
         export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "precious", format="peft", overwrite=True)
 
 
+@pytest.mark.parametrize("format", ["merged", "peft"])
+def test_a_run_with_audio_only_adapters_is_refused_and_nothing_written(tiny_run_dir, tiny_qwen2_dir, tmp_path, format):
+    """lora.audio_only: neither a merged kernel nor a PEFT adapter acts at the audio positions only."""
+    from aura_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="lora.audio_only=true .* cannot be exported to PyTorch"):
+        export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "out", format=format, overrides=["lora.audio_only=true"])
+    assert os.listdir(tmp_path) == []
+
+
 def test_base_must_match_the_run(tiny_run_dir, tmp_path):
     from aura_jax import random_checkpoints as rc
     from aura_jax.hf import CheckpointError
