@@ -293,6 +293,7 @@ def test_aura_config_fields(both32, student, tiny_qwen2_dir, tiny_run_dir):
             "prompt": {"system": config.prompt.system, "asr_instruction": config.prompt.asr_instruction},
             "lora": {"num_layers": 2, "rank": 8, "alpha": 16.0, "targets": list(config.lora.targets)},
             "bidirectional_audio": config.distill.bidirectional_audio,
+            "bidirectional_chunk": config.distill.bidirectional_chunk,
             "run_dir": str(tiny_run_dir.absolute())}
         assert isinstance(aura["prompt"]["system"], str) and aura["prompt"]["asr_instruction"]
 
