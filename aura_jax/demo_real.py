@@ -28,20 +28,19 @@ from aura_jax.demo import (ABLATIONS, QA_INSTRUCTION, REPO_CONFIGS, Stages, diag
                            run_repro_mini, wall_time_lines)
 
 DEFAULT_MODELS = Path(".cache/models")
-SPOKEN_QA = "spoken_qa_train"  # corpus/spoken.py make_spoken_questions
-
-
 def recipe_overrides(name: str, corpus_dir: Path) -> list[str]:
     """The overrides of configs/demo_real.yaml that make each named recipe (docs/DEMO.md, issue 33).
 
     paper: AuRA's loss and data (ASR pairs and text QA; LoRA at every position).
     hears: beyond the paper: spoken training questions answered as the LLM answers them read, and
     LoRA at the audio positions only (text rows then train nothing: speech only)."""
+    from aura_jax.corpus.spoken import SPOKEN_QA_DIR
+
     if name == "paper":
         return []
     if name == "hears":
         return ["lora.audio_only=true", "data.speech_fraction=1.0", "data.speech.1.type=commonvoice",
-                f"data.speech.1.path={corpus_dir / SPOKEN_QA}", "data.speech.1.answer_column=answer",
+                f"data.speech.1.path={corpus_dir / SPOKEN_QA_DIR}", "data.speech.1.answer_column=answer",
                 f"data.speech.1.instruction={QA_INSTRUCTION}"]
     raise ValueError(f"recipe {name!r}: choose from {', '.join(RECIPES)}")
 
@@ -167,7 +166,7 @@ class RealStages(Stages):
         def build():
             summary = make_spoken_corpus(self.corpus_dir, str(self.lm_dir), seed=self.seed, log=self.log,
                                          **self.real.corpus)
-            # The spoken training questions (seconds): the `spoken questions` recipe's source (SPOKEN_QA)
+            # the spoken training questions (seconds to make): the `hears` recipe's second speech source
             make_spoken_questions(self.corpus_dir, seed=self.seed, log=self.log)
             return summary
 

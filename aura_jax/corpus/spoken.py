@@ -18,6 +18,7 @@ training too: the held-out engine's speakers are unheard as well.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ GROUPS = {
     "heldout_engine": (("festival", "slt_hts"), ("festival", "kal_diphone")),
 }
 ESPEAK_SPEED, ESPEAK_PITCH = (140, 185), (35, 65)
+SPOKEN_QA_DIR = "spoken_qa_train"  # make_spoken_questions
 
 
 def column(engine: str, voice: str) -> str:
@@ -67,9 +69,11 @@ def _clip(job) -> tuple[bytes, dict]:
 
 
 def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spec: Augment, workers: int,
-               name: str | None = None) -> list[dict]:
+               name: str | None = None, extra: dict[str, list[str]] | None = None) -> list[dict]:
     """rows: (group, engine, voice, sentence) → CommonVoice layout; returns each clip's augmentation.
-    Clips are called {name}_{i}.wav (name: the directory's)."""
+    Clips are called {name}_{i}.wav (name: the directory's); `extra` adds TSV columns (name → one value
+    per row; tabs and newlines become spaces)."""
+    extra = extra or {}
     name = name or root.name
     from tqdm import tqdm
 
@@ -78,11 +82,12 @@ def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spe
     with ThreadPoolExecutor(workers) as pool:
         clips = list(tqdm(pool.map(_clip, jobs), total=len(jobs), desc=name, leave=False, disable=len(jobs) < 50))
     with open(root / "validated.tsv", "w", encoding="utf-8", newline="") as f:
-        f.write("\t".join(TSV_COLUMNS) + "\n")
+        f.write("\t".join((*TSV_COLUMNS, *extra)) + "\n")
         for i, ((group, e, v, s), (data, _)) in enumerate(zip(rows, clips)):
             clip = f"{name}_{i:06d}.wav"
             (root / "clips" / clip).write_bytes(data)
-            f.write("\t".join((group, clip, s, "2", "0", "", "", column(e, v), "en")) + "\n")
+            more = [str(values[i]).replace("\t", " ").replace("\n", " ") for values in extra.values()]
+            f.write("\t".join((group, clip, s, "2", "0", "", "", column(e, v), "en", *more)) + "\n")
     return [done for _, done in clips]
 
 
@@ -250,12 +255,12 @@ def make_spoken_questions(corpus_dir, *, voices_per_question: int = 3, seed: int
     a simple one sentence answer.") about spoken questions, none of them a test question (text_qa's are
     disjoint from TEST_QUESTIONS), so answering from audio is trained at all. Use it as a speech source
     with `answer_column: answer` and `instruction:` the QA instruction. Cached by parameters."""
-    root, out = Path(corpus_dir), Path(corpus_dir) / "spoken_qa_train"
+    root, out = Path(corpus_dir), Path(corpus_dir) / SPOKEN_QA_DIR
     source = root / "text_qa.jsonl"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: build the corpus first (make_spoken_corpus)")
     params = {"version": 1, "seed": int(seed), "voices_per_question": voices_per_question,
-              "text_qa_bytes": source.stat().st_size,
+              "text_qa_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
               "augment": [list(x) if isinstance(x, tuple) else x for x in vars(spec).values()]}
     stamp = out / "spoken_qa.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
@@ -277,12 +282,7 @@ def make_spoken_questions(corpus_dir, *, voices_per_question: int = 3, seed: int
             answers.append(a)
     log(f"spoken questions: {len(pairs)} × {voices_per_question} training voices = {len(rows)} clips")
     with atomic_dir(out) as tmp:
-        _write_asr(tmp, rows, seed + 2, spec, workers, name=out.name)
-        lines = (tmp / "validated.tsv").read_text(encoding="utf-8").splitlines()
-        clean = [a.replace("\t", " ").replace("\n", " ") for a in answers]
-        (tmp / "validated.tsv").write_text("\n".join([lines[0] + "\tanswer"] + [f"{l}\t{a}" for l, a in
-                                                                                zip(lines[1:], clean)]) + "\n",
-                                          encoding="utf-8")
+        _write_asr(tmp, rows, seed + 2, spec, workers, name=out.name, extra={"answer": answers})
         summary = {"params": params, "questions": len(pairs), "clips": len(rows),
                    "seconds": round(time.perf_counter() - start, 1)}
         (tmp / "spoken_qa.json").write_text(json.dumps(summary, indent=2))

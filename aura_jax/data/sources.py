@@ -72,18 +72,16 @@ class BadRow:
     detail: str = ""
 
 
-def asr_messages(prompt: PromptConfig, transcript: str) -> list[dict]:
-    """System / "<audio> Transcribe the speech." / transcript."""
-    system = [{"role": "system", "content": prompt.system}] if prompt.system else []
-    return system + [{"role": "user", "content": f"{prompt.audio_token} {prompt.asr_instruction}"},
-                     {"role": "assistant", "content": transcript}]
-
-
 def spoken_question_messages(prompt: PromptConfig, instruction: str, answer: str) -> list[dict]:
     """System / "<audio> {instruction}" / answer: the clip is the question (as eval's spoken QA asks)."""
     system = [{"role": "system", "content": prompt.system}] if prompt.system else []
     return system + [{"role": "user", "content": f"{prompt.audio_token} {instruction}"},
                      {"role": "assistant", "content": answer}]
+
+
+def asr_messages(prompt: PromptConfig, transcript: str) -> list[dict]:
+    """System / "<audio> Transcribe the speech." / transcript."""
+    return spoken_question_messages(prompt, prompt.asr_instruction, transcript)
 
 
 def _file_ref(path: Path, where: str) -> AudioRef | BadRow:
