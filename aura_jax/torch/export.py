@@ -67,11 +67,6 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     base = (recorded if base is None else Path(base)).absolute()
     base_config = _check_base_config(base)
     config, model, step = restore_student(run_dir, step, overrides)
-    if config.lora.audio_only:
-        raise ConfigError(f"{run_dir / 'config.yaml'}: lora.audio_only=true — the adapters act at the audio "
-                          "positions only, which neither a merged kernel nor a PEFT adapter (every position) "
-                          "expresses, so this run cannot be exported to PyTorch; evaluate and serve it with the "
-                          "JAX model from the run directory (aura-jax eval RUN_DIR ...)")
     check_base(model, base, run_dir, config.model.llm, base_config)
     lora_layout(model, config, run_dir)  # before writing anything
     from aura_jax.build import placeholder_token_id
@@ -97,13 +92,19 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
 
 
 def _recorded_backbone(run_dir: Path, overrides) -> Path | None:
-    """`model.llm` of the run's config.yaml (after overrides), resolved from here; None if unset."""
+    """`model.llm` of the run's config.yaml (after overrides), resolved from here; None if unset. Refuses a
+    run whose adapters act at the audio positions only (before anything is restored)."""
     from aura_jax.config import load_config
 
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir}: not a training run directory (no config.yaml)")
-    llm = load_config(run_dir / "config.yaml", overrides).model.llm
-    return Path(llm) if llm else None
+    config = load_config(run_dir / "config.yaml", overrides)
+    if config.lora.audio_only:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: lora.audio_only=true — the adapters act at the audio "
+                          "positions only, which neither a merged kernel nor a PEFT adapter (every position) "
+                          "expresses, so this run cannot be exported to PyTorch; evaluate and serve it with the "
+                          "JAX model from the run directory (aura-jax eval RUN_DIR ...)")
+    return Path(config.model.llm) if config.model.llm else None
 
 
 def is_complete_export(path: Path) -> bool:
