@@ -76,10 +76,12 @@ class RealStages(Stages):
 
     def __init__(self, out, size: str = "full", seed: int = 0, *, llm: str | None = None, whisper: str | None = None,
                  models_dir: str | Path = DEFAULT_MODELS, steps: int | None = None, log=print,
-                 recipe: str = DEFAULT_RECIPE):
+                 recipe: str = DEFAULT_RECIPE, sentences: int | None = None):
         super().__init__(out, "quick" if size == "quick" else "full", seed, log)
         self.recipe = recipe
         self.real = REAL_SIZES[size]
+        if sentences is not None:  # more distinct training sentences; the test sets stay the same (same seed)
+            self.real = dataclasses.replace(self.real, corpus={**self.real.corpus, "num_train_sentences": sentences})
         self.steps = steps or self.real.train_steps
         self.models_dir = Path(models_dir)
         self.lm_dir = Path(llm) if llm else self.models_dir / "smollm2-135m-instruct"
@@ -213,7 +215,7 @@ SYSTEMS = (("aura", "AuRA hears the question"), ("cascade", "cascade (Whisper ti
 
 def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, steps: int | None = None,
                   llm: str | None = None, whisper: str | None = None, models_dir: str | Path = DEFAULT_MODELS,
-                  recipe: str = DEFAULT_RECIPE, compare: bool = True) -> dict:
+                  recipe: str = DEFAULT_RECIPE, compare: bool = True, sentences: int | None = None) -> dict:
     """The demo with `recipe` (tables in full, diagnosis, export) and, with `compare`, the paper's recipe
     trained beside it at the same corpus, steps and seed (one side-by-side table)."""
     from aura_jax.training.distributed import enable_compilation_cache
@@ -224,7 +226,7 @@ def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: i
     enable_compilation_cache("~/.cache/aura_jax/xla")
     recipe_overrides(recipe, Path(out))  # an unknown name fails before any work
     st = RealStages(out, "quick" if quick else "full", seed, llm=llm, whisper=whisper, models_dir=models_dir,
-                    steps=steps, recipe=recipe)
+                    steps=steps, recipe=recipe, sentences=sentences)
     st.pieces()
     corpus = st.corpus()
     names = [recipe] + (["paper"] if compare and recipe != "paper" else [])
@@ -425,6 +427,11 @@ def coverage_lines(cov: dict | None) -> list[str]:
     return lines + [""]
 
 
+def add_sentences_argument(p) -> None:
+    p.add_argument("--sentences", type=int, default=None, help="training sentences in the corpus (default: the "
+                   "size's, 2400 in full); the test sentences and questions do not change")
+
+
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="where every stage and the report go (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="minute-scale sizes for CI (a smoke test, not a result)")
@@ -439,6 +446,7 @@ def add_arguments(p) -> None:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=RECIPES,
                    help=f"the recipe the report shows in full (default {DEFAULT_RECIPE}, the best measured; "
                         "docs/DEMO.md)")
+    add_sentences_argument(p)
     p.add_argument("--no-compare", dest="compare", action="store_false",
                    help="do not train the paper's recipe beside it")
 
@@ -454,7 +462,7 @@ def main(args) -> int:
 
         raise ConfigError("--llm and --whisper go together (the corpus's gold filter and the teacher are a pair)")
     run_real_demo(args.out, quick=args.quick, seed=args.seed, steps=args.steps, llm=args.llm, whisper=args.whisper,
-                  models_dir=args.models, recipe=args.recipe, compare=args.compare)
+                  models_dir=args.models, recipe=args.recipe, compare=args.compare, sentences=args.sentences)
     return 0
 
 
@@ -466,6 +474,7 @@ def add_repro_arguments(p) -> None:
     p.add_argument("--ablations", nargs="+", default=None, help=f"a subset of {list(ABLATIONS)}")
     p.add_argument("--steps", type=int, default=None, help="AuRA training steps per run (default: the size's)")
     p.add_argument("--models", default=str(DEFAULT_MODELS), help="where fetch-models puts the pair")
+    add_sentences_argument(p)
     p.add_argument("--variant", action="append", default=[], metavar="NAME:k=v,k=v",
                    help="a recipe beyond the paper's, judged against the paper's recipe at the same budget and "
                         "seeds, e.g. 'CTC 0.3:loss.ctc_weight=0.3' (repeatable)")
@@ -476,7 +485,8 @@ def add_repro_arguments(p) -> None:
 def repro_main(args) -> int:
     from aura_jax.bench.variants import parse_variant
 
-    stages = None if args.toy else RealStages(args.out, "quick" if args.quick else "full", 0, models_dir=args.models)
+    stages = None if args.toy else RealStages(args.out, "quick" if args.quick else "full", 0, models_dir=args.models,
+                                              sentences=args.sentences)
     variants = dict(parse_variant(v) for v in args.variant)
     run_repro_mini(args.out, seeds=tuple(args.seeds), quick=args.quick, ablations=args.ablations, steps=args.steps,
                    stages=stages, variants=variants, overrides=list(args.overrides))

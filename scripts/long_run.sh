@@ -7,9 +7,13 @@
 # and LoRA at the audio positions only (lora.audio_only), text rows dropped (they train nothing then).
 #   STEPS=1200 SEED=0 bash scripts/long_run.sh
 #   RECIPE=hears RUN=hears_seed0 bash scripts/long_run.sh
+# CORPUS=DIR trains on another corpus of the same test sets, e.g. one with more distinct training sentences:
+#   .venv/bin/python -c "from aura_jax.corpus.spoken import make_spoken_corpus as m; \
+#     m('runs/big/corpus', '.cache/models/smollm2-135m-instruct', num_train_sentences=9600)"
+#   CORPUS=runs/big/corpus RECIPE=hears RUN=hears_9600_seed0 bash scripts/long_run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-C=runs/demo/corpus
+C=${CORPUS:-runs/demo/corpus}
 SEED=${SEED:-0}
 RUN=${RUN:-run_seed$SEED}
 EXTRA=()

@@ -138,3 +138,17 @@ def test_audio_use_is_zero_exactly_when_every_row_hears_the_same_clip(real_demo,
     assert moved["gap"] != 0.0 and moved["ce_own_audio"] != flat["ce_own_audio"]
     report = json.loads((out / "report" / "results.json").read_text())
     assert set(report["audio_use"]) == set(GROUPS)
+
+
+def test_sentences_grows_the_training_corpus_only(tmp_path):
+    """`--sentences N` (demo and repro-mini) changes the training sentences' count and nothing else of
+    the corpus, so runs on a larger corpus are scored on the same test sets."""
+    from aura_jax.demo_real import REAL_SIZES, RealStages
+
+    grown = RealStages(tmp_path, "full", sentences=9600).real
+    default = REAL_SIZES["full"]
+    assert grown.corpus == {**default.corpus, "num_train_sentences": 9600}
+    assert default.corpus["num_train_sentences"] == 2400  # the shared table is not changed
+    assert RealStages(tmp_path, "full").real == default
+    args = cli.build_parser().parse_args(["repro-mini", "--sentences", "4800"])
+    assert args.sentences == 4800
