@@ -116,6 +116,10 @@ class LossConfig:
     # Soundwave's (arXiv 2502.12900) auxiliary CTC over the LLM's vocabulary on the layer-K audio
     # states (training/loss.py `audio_ctc`); not in the paper: 0 → the paper's recipe, unchanged.
     ctc_weight: float = 0.0
+    # A text teacher (DiVA arXiv 2410.02678, BLSP-KD 2405.19041): KL from the frozen LLM reading the
+    # spoken words as text to the student hearing them, at every target token (training/loss.py
+    # `text_teacher_kl`); needs lora.audio_only. Not in the paper: 0 → the paper's recipe, unchanged.
+    text_teacher_weight: float = 0.0
 
 
 @dataclasses.dataclass
@@ -466,8 +470,15 @@ def validate(config: Config) -> None:
     # (`< 0` alone would let nan through, and an infinite weight makes every step non-finite)
     if not (math.isfinite(lo.ctc_weight) and lo.ctc_weight >= 0):
         raise ConfigError(f"loss.ctc_weight={lo.ctc_weight} must be a finite number >= 0 (0: no CTC, the paper's loss)")
-    if lo.ce_weight == 0 and lo.distill_weight == 0 and lo.ctc_weight == 0:
-        raise ConfigError("loss.ce_weight, loss.distill_weight and loss.ctc_weight are all 0: nothing to train")
+    if not (math.isfinite(lo.text_teacher_weight) and lo.text_teacher_weight >= 0):
+        raise ConfigError(f"loss.text_teacher_weight={lo.text_teacher_weight} must be a finite number >= 0 "
+                          "(0: no text teacher, the paper's loss)")
+    if lo.text_teacher_weight > 0 and not config.lora.audio_only:
+        raise ConfigError("loss.text_teacher_weight > 0 needs lora.audio_only=true: the text teacher is the frozen "
+                          "LLM reading the words, and adapters that act at every position change the LLM that reads text")
+    if lo.ce_weight == 0 and lo.distill_weight == 0 and lo.ctc_weight == 0 and lo.text_teacher_weight == 0:
+        raise ConfigError("loss.ce_weight, loss.distill_weight, loss.ctc_weight and loss.text_teacher_weight are all "
+                          "0: nothing to train")
     if not (math.isfinite(config.optim.lora_b_lr_ratio) and config.optim.lora_b_lr_ratio > 0):
         raise ConfigError(f"optim.lora_b_lr_ratio={config.optim.lora_b_lr_ratio} must be a finite number > 0 "
                           "(1: the paper's single learning rate)")

@@ -1,6 +1,7 @@
 # usage: .venv/bin/python scripts/long_run_baselines.py  (from the repository root)
 """Cascade (Whisper tiny.en → SmolLM2) and gold on the corpus's test sets: independent of AuRA's weights,
 so they run while the long run trains. Writes runs/long/eval/baselines/summary.json."""
+import os
 import json, time
 from pathlib import Path
 from aura_jax.demo_real import RealStages, group_qa
@@ -13,7 +14,7 @@ class Fixed(RealStages):
     def eval_dir(self, run_dir):
         return OUT
 
-st = Fixed("runs/demo", "full", 0)
+st = Fixed(os.environ.get("DEMO", "runs/demo"), "full", 0)
 run = Path("runs/long/run_seed0")
 groups = st.groups()
 out, times = {}, {}

@@ -1,16 +1,17 @@
 # usage: .venv/bin/python scripts/long_run_eval.py runs/long/run_seed0  (from the repository root)
+#        DEMO=runs/big .venv/bin/python scripts/long_run_eval.py runs/long/hears_9600_seed0  (its corpus: DEMO/corpus)
 """Evaluate the long run's latest checkpoint as the demo does: AuRA's ASR per voice group, spoken QA (AuRA
 hears / AuRA reads the text; `aura,text,cascade,gold` as the second argument for all), the audio's worth,
 and WER and audio worth on 30 training clips (memorised or heard?). Writes runs/long/eval/summary.json for
 runs/long/run_seed0 (the first long run), runs/long/eval/RUN.json for any other run RUN."""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from aura_jax.demo_real import RealStages, SYSTEMS, group_qa, latest_step
 from aura_jax.training.distributed import enable_compilation_cache
 
 enable_compilation_cache("~/.cache/aura_jax/xla")
 run = Path(sys.argv[1]); systems = sys.argv[2].split(",") if len(sys.argv) > 2 else ["aura", "text"]
-st = RealStages("runs/demo", "full", 0)
+st = RealStages(os.environ.get("DEMO", "runs/demo"), "full", 0)
 groups = st.groups()
 out, times = {"step": latest_step(run)}, {}
 t = time.time(); out["audio_use"] = st.audio_use(run); times["audio_use"] = time.time() - t

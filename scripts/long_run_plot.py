@@ -1,6 +1,7 @@
 # usage: .venv/bin/python scripts/long_run_plot.py runs/long/run_seed0  (after scripts/long_run_baselines.py)
 """docs/figures/long_run_learning_curve.png and long_run_loss.png from the long run's curve.jsonl / metrics.jsonl
 (long_run_RUN_learning_curve.png and long_run_RUN_loss.png for a run other than run_seed0)."""
+import os
 import sys
 from pathlib import Path
 from aura_jax.demo_real import RealStages, GROUP_NAMES
@@ -12,7 +13,7 @@ class Baselines(RealStages):  # Whisper's transcripts of the test clips: scripts
     def eval_dir(self, run_dir):
         return Path("runs/long/eval/baselines")
 
-st = Baselines("runs/demo", "full", 0)
+st = Baselines(os.environ.get("DEMO", "runs/demo"), "full", 0)
 tag = "long_run" if run.name == "run_seed0" else f"long_run_{run.name}"
 curve = read_curve(run)
 teacher = {g: st.teacher_curve_wer(run, 12, g) for g in st.groups()}

@@ -3,6 +3,7 @@
 question of the demo corpus, answered by the JAX student restored at each STEP exactly as eval's `aura`
 system answers (harness.aura_answers, greedy, 24 tokens), scored by "contains" per voice group.
 Writes RUN_DIR/qa_curve.json ({step: {group: %, "all": %}})."""
+import os
 import json, sys, time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ limit = int(args[args.index("--limit") + 1]) if "--limit" in args else None
 if limit is not None:
     args = args[:args.index("--limit")]
 run, steps = Path(args[0]), [int(s) for s in args[1:]]
-st = RealStages("runs/demo", "full", 0)
+st = RealStages(os.environ.get("DEMO", "runs/demo"), "full", 0)
 groups = st.groups()
 items = read_sdqa(st.corpus_dir / "sdqa")[:limit]
 waves = [it.audio.load() for it in items]

@@ -24,10 +24,26 @@ class Example:
     audio: AudioRef | None = None
     frames: int = 0  # valid mel frames of the first 30 s (0 for text rows)
     samples: int = 0  # clip length in 16 kHz samples
+    # the text teacher's conversation (loss.text_teacher_weight > 0): the spoken words as text where the
+    # audio goes, the same targets; empty for text rows (no teacher targets)
+    teacher_ids: np.ndarray | None = None
+    teacher_mask: np.ndarray | None = None
 
 
-def tokenize(tokenizer: ChatTokenizer, row: Row, max_tokens: int) -> Example | str:
-    """The row as an Example, or the reason it is skipped (too_long, placeholder_count, empty_text)."""
+def text_teacher_messages(row: Row, audio_token: str) -> list[dict]:
+    """What the text teacher reads: the row's conversation with its spoken words (`row.text`: the
+    transcript of an ASR clip, the question of a spoken question) where the audio placeholder is."""
+    return [dict(m, content=m["content"].replace(audio_token, row.text, 1)) if m["role"] == "user" else m
+            for m in row.messages]
+
+
+def _targets(ids, mask) -> list[int]:
+    return [i for i, m in zip(ids, mask) if m]
+
+
+def tokenize(tokenizer: ChatTokenizer, row: Row, max_tokens: int, text_teacher: bool = False) -> Example | str:
+    """The row as an Example, or the reason it is skipped (too_long, placeholder_count, empty_text,
+    text_teacher_mismatch). `text_teacher`: also the text teacher's conversation (`text_teacher_messages`)."""
     ids, mask = tokenizer.conversation_ids(row.messages)
     if len(ids) > max_tokens:
         return "too_long"
@@ -36,8 +52,18 @@ def tokenize(tokenizer: ChatTokenizer, row: Row, max_tokens: int) -> Example | s
         return "placeholder_count"
     if not any(mask):
         return "empty_text"
-    return Example(id=row.id, kind=row.kind, ids=np.asarray(ids, np.int32), loss_mask=np.asarray(mask, bool),
-                   where=row.where, text=row.text, audio=row.audio)
+    ex = Example(id=row.id, kind=row.kind, ids=np.asarray(ids, np.int32), loss_mask=np.asarray(mask, bool),
+                 where=row.where, text=row.text, audio=row.audio)
+    if text_teacher:
+        t_ids, t_mask = (tokenizer.conversation_ids(text_teacher_messages(row, tokenizer.audio_token))
+                         if row.kind == "speech" else ([], []))
+        if len(t_ids) > max_tokens:
+            return "too_long"
+        # The KL pairs the i-th target of one conversation with the i-th of the other: they must be the same tokens.
+        if t_ids and _targets(t_ids, t_mask) != _targets(ids, mask):
+            return "text_teacher_mismatch"
+        ex.teacher_ids, ex.teacher_mask = np.asarray(t_ids, np.int32), np.asarray(t_mask, bool)
+    return ex
 
 
 @functools.lru_cache(maxsize=4)
@@ -58,17 +84,23 @@ def has_teacher_features(frames: int, teacher_frames: int | str, teacher_segment
 
 
 def batch_shapes(rows: int, text_len: int, frames: int, *, n_mels: int, teacher_segments: int,
-                 teacher_frames: int | str = N_FRAMES) -> dict[str, tuple[tuple[int, ...], type]]:
+                 teacher_frames: int | str = N_FRAMES,
+                 text_teacher_len: int | None = None) -> dict[str, tuple[tuple[int, ...], type]]:
     """{key: (shape, dtype)} of a batch of `rows` rows, `text_len` text slots and `frames` student mel
     frames: what `BatchMaker` builds, and what `aura-jax aot` compiles for without data. The teacher
     gets its own features when its window differs from the student's (shorter clips' buckets,
-    several 30 s segments, or a short teacher window)."""
+    several 30 s segments, or a short teacher window); `text_teacher_len`: the text teacher's
+    conversations (loss.text_teacher_weight > 0) in that many slots."""
     shapes = dict(input_ids=((rows, text_len), np.int32), attention_mask=((rows, text_len), np.bool_),
                   loss_mask=((rows, text_len), np.bool_), audio_features=((rows, n_mels, frames), np.float32),
                   audio_valid_frames=((rows,), np.int32))
     if has_teacher_features(frames, teacher_frames, teacher_segments):
         shapes["teacher_features"] = ((rows, teacher_segments, n_mels, teacher_frames), np.float32)
         shapes["teacher_valid_frames"] = ((rows, teacher_segments), np.int32)
+    if text_teacher_len is not None:
+        shapes.update(text_teacher_ids=((rows, text_teacher_len), np.int32),
+                      text_teacher_attention_mask=((rows, text_teacher_len), np.bool_),
+                      text_teacher_loss_mask=((rows, text_teacher_len), np.bool_))
     shapes["example_index"] = ((rows,), np.int64)
     return shapes
 
@@ -81,11 +113,15 @@ class BatchMaker:
     """
 
     def __init__(self, examples: list[Example], *, n_mels: int, text_bucket: int, teacher_segments: int,
-                 pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int | str = N_FRAMES):
+                 pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int | str = N_FRAMES,
+                 text_teacher: bool = False):
         self.examples, self.n_mels, self.text_bucket = examples, n_mels, text_bucket
         self.segments, self.pad_id, self.teacher_frames = teacher_segments, pad_id, teacher_frames
         self.process_index, self.process_count = process_index, process_count
         self.lengths = np.array([len(e.ids) for e in examples], np.int64)
+        self.text_teacher = text_teacher
+        if text_teacher:
+            self.teacher_lengths = np.array([len(e.teacher_ids) for e in examples], np.int64)
 
     def __call__(self, entry: tuple[int, np.ndarray]) -> dict[str, np.ndarray]:
         frames, rows = entry
@@ -94,8 +130,11 @@ class BatchMaker:
         t = -(-t // self.text_bucket) * self.text_bucket
         b = len(rows) // self.process_count
         local = rows[self.process_index * b:(self.process_index + 1) * b]
+        t2 = None
+        if self.text_teacher:  # (at least one slot: a batch of text rows has no teacher tokens)
+            t2 = -(-max(int(self.teacher_lengths[rows].max()), 1) // self.text_bucket) * self.text_bucket
         shapes = batch_shapes(b, t, frames, n_mels=self.n_mels, teacher_segments=self.segments,
-                              teacher_frames=self.teacher_frames)
+                              teacher_frames=self.teacher_frames, text_teacher_len=t2)
         with_teacher = "teacher_features" in shapes
         batch = {k: np.zeros(shape, dtype) for k, (shape, dtype) in shapes.items()}
         batch["input_ids"][:] = self.pad_id
@@ -106,6 +145,12 @@ class BatchMaker:
             batch["input_ids"][i, :n] = ex.ids
             batch["attention_mask"][i, :n] = True
             batch["loss_mask"][i, :n] = ex.loss_mask
+            if self.text_teacher:
+                n2 = len(ex.teacher_ids)
+                batch["text_teacher_ids"][i] = self.pad_id
+                batch["text_teacher_ids"][i, :n2] = ex.teacher_ids
+                batch["text_teacher_attention_mask"][i, :n2] = True
+                batch["text_teacher_loss_mask"][i, :n2] = ex.teacher_mask
             if ex.audio is None:
                 batch["audio_features"][i] = silence_features(self.n_mels)[:, :frames]
                 continue

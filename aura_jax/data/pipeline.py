@@ -32,6 +32,7 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
     data, skipped = config.data, collections.Counter()
     examples: list[Example] = []
     max_samples = max_audio_samples(config)
+    text_teacher = config.loss.text_teacher_weight > 0
 
     def skip(bad: BadRow) -> None:
         if data.strict:
@@ -51,7 +52,8 @@ def load_examples(config: Config, tokenizer: ChatTokenizer) -> tuple[list[Exampl
                     break
                 good = []
                 for row in chunk:
-                    ex = row if isinstance(row, BadRow) else tokenize(tokenizer, row, data.max_text_tokens)
+                    ex = row if isinstance(row, BadRow) else tokenize(tokenizer, row, data.max_text_tokens,
+                                                                     text_teacher)
                     if isinstance(ex, str):
                         ex = BadRow(ex, row.where)
                     if isinstance(ex, BadRow):
@@ -136,6 +138,7 @@ class TrainData:
         self.make_batch = BatchMaker(self.examples, n_mels=config.audio.n_mels, text_bucket=data.text_bucket,
                                      teacher_segments=config.audio.teacher_segments, pad_id=tokenizer.pad_token_id,
                                      teacher_frames=config.audio.teacher_frames,
+                                     text_teacher=config.loss.text_teacher_weight > 0,
                                      process_index=process_index, process_count=process_count)
         if verbose and process_index == 0:
             print(format_stats(self.stats), flush=True)

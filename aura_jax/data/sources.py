@@ -22,7 +22,8 @@ from aura_jax.data import synthetic
 
 # Why a row was skipped (the keys of the skip report).
 REASONS = ("missing_file", "unreadable_audio", "empty_audio", "silent_audio", "audio_too_long", "empty_text",
-           "non_utf8", "too_long", "bad_json", "placeholder_count", "malformed_row", "outside_clips_dir")
+           "non_utf8", "too_long", "bad_json", "placeholder_count", "malformed_row", "outside_clips_dir",
+           "text_teacher_mismatch")
 
 
 class DataError(ValueError):

@@ -82,7 +82,8 @@ def batch_shapes(config, rows: int, text_len: int, frames: int) -> dict:
 
     a = config.audio
     return shapes(rows, text_len, frames, n_mels=a.n_mels, teacher_segments=a.teacher_segments,
-                  teacher_frames=a.teacher_frames)
+                  teacher_frames=a.teacher_frames,
+                  text_teacher_len=text_len if config.loss.text_teacher_weight > 0 else None)
 
 
 # ---------------------------------------------------------------------------

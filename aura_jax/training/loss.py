@@ -1,5 +1,6 @@
 """The AuRA objective: L = ce_weight·CE + β·(1/K) Σ_l [λ_cos(1 − cos) + λ_mse·MSE]
-(+ ctc_weight·CTC, an opt-in extension that is not the paper's: `audio_ctc`)."""
+(+ ctc_weight·CTC and text_teacher_weight·KL, opt-in extensions that are not the paper's: `audio_ctc`,
+`text_teacher_kl`)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,12 @@ def loss_normalizers(batch: dict, placeholder_id: int, patch_frames: int) -> dic
     spliced = splice_audio(jnp.zeros((b, t, 1)), ids, batch["attention_mask"], batch["loss_mask"],
                            jnp.zeros((b, n, 1)), placeholder_id)
     next_mask = spliced.loss_mask[:, 1:]
-    return {"target_tokens": next_mask.sum().astype(jnp.float32),
-            "audio_rows": spliced.has_audio.sum().astype(jnp.float32),
-            "ctc_label_tokens": ctc_label_lengths(next_mask, spliced.has_audio).sum().astype(jnp.float32)}
+    norms = {"target_tokens": next_mask.sum().astype(jnp.float32),
+             "audio_rows": spliced.has_audio.sum().astype(jnp.float32),
+             "ctc_label_tokens": ctc_label_lengths(next_mask, spliced.has_audio).sum().astype(jnp.float32)}
+    if "text_teacher_loss_mask" in batch:
+        norms["text_teacher_tokens"] = batch["text_teacher_loss_mask"][:, 1:].sum().astype(jnp.float32)
+    return norms
 
 
 def ctc_label_lengths(next_mask: jax.Array, has_audio: jax.Array) -> jax.Array:
@@ -89,6 +93,39 @@ def audio_ctc(model, out, denominator=None) -> tuple[jax.Array, jax.Array]:
     return per_row.sum() / jnp.maximum(denominator, 1.0), count
 
 
+def targets_in_order(next_mask: jax.Array, width: int) -> tuple[jax.Array, jax.Array]:
+    """([batch, width] positions, [batch, width] bool): each row's prediction positions that have a CE
+    target, in order, then others (marked False): the i-th target of a row sits at column i."""
+    order = jnp.argsort(~next_mask, axis=1, stable=True)[:, :width]
+    return order, jnp.take_along_axis(next_mask, order, axis=1)
+
+
+def text_teacher_kl(model, out, batch: dict, denominator=None) -> tuple[jax.Array, jax.Array]:
+    """The text teacher (DiVA, arXiv 2410.02678; BLSP-KD, 2405.19041): the frozen LLM reads the row's
+    spoken words as text where the audio goes (`data.examples.text_teacher_messages`), and its next-token
+    distribution at every target token is the target of the student's, which hears them:
+    KL(teacher ‖ student) per target token, summed over the rows' targets / their count
+    (`denominator` replaces the count: gradient accumulation, `loss_normalizers`).
+
+    Both conversations carry the same target tokens (the data checks it), so the i-th target of a
+    row in one is the i-th in the other. Rows without teacher targets (text rows) add nothing. The
+    teacher is the LLM with no adapter acting, which is the frozen LLM only when the adapters act at
+    audio positions alone (lora.audio_only; config.py refuses the text teacher otherwise)."""
+    t_next = batch["text_teacher_loss_mask"][:, 1:]
+    width = min(out.next_mask.shape[1], t_next.shape[1])
+    t_pos, t_valid = targets_in_order(t_next, width)
+    s_pos, s_valid = targets_in_order(out.next_mask, width)
+    teacher = model.llm(batch["text_teacher_ids"], attention_mask=batch["text_teacher_attention_mask"],
+                        logits_to_keep=t_pos).logits
+    log_t = jax.nn.log_softmax(jax.lax.stop_gradient(teacher).astype(jnp.float32), axis=-1)
+    log_s = jax.nn.log_softmax(jnp.take_along_axis(out.logits, s_pos[..., None], axis=1).astype(jnp.float32), axis=-1)
+    valid = (t_valid & s_valid).astype(jnp.float32)
+    kl = jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1)
+    count = valid.sum()
+    denominator = count if denominator is None else denominator
+    return jnp.sum(kl * valid) / jnp.maximum(denominator, 1.0), count
+
+
 def student_cross_entropy(model, batch: dict, denominator=None):
     """(student output, CE, target count), with logits computed only where the CE needs them."""
     out = model.student(batch["input_ids"], batch["attention_mask"], batch["loss_mask"], batch["audio_features"],
@@ -106,7 +143,8 @@ def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.
     normalizers: `loss_normalizers` of the whole batch when `batch` is one micro-batch of it
     (default: this batch's own counts).
     metrics: ce, target_tokens, distill (0 without distillation) and its per-layer terms, loss,
-    and ctc only when loss.ctc_weight > 0.
+    ctc only when loss.ctc_weight > 0, text_kl only when loss.text_teacher_weight > 0 (then the batch
+    carries text_teacher_ids, text_teacher_attention_mask, text_teacher_loss_mask).
     """
     norm = normalizers or {}
     cfg = model.config.loss
@@ -131,5 +169,9 @@ def aura_loss(model, batch: dict, normalizers: dict | None = None) -> tuple[jax.
         ctc, _ = audio_ctc(model, out, norm.get("ctc_label_tokens"))
         loss = loss + cfg.ctc_weight * ctc
         metrics["ctc"] = ctc
+    if cfg.text_teacher_weight > 0:  # (0, the default: not traced either)
+        kl, _ = text_teacher_kl(model, out, batch, norm.get("text_teacher_tokens"))
+        loss = loss + cfg.text_teacher_weight * kl
+        metrics["text_kl"] = kl
     metrics["loss"] = loss
     return loss, metrics

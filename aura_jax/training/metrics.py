@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CURVES = ("loss", "ce", "distill", "ctc")  # plotted when present (ctc: loss.ctc_weight > 0)
+CURVES = ("loss", "ce", "distill", "ctc", "text_kl")  # plotted when present (ctc, text_kl: opt-in terms)
 
 
 class MetricsWriter:

@@ -308,7 +308,7 @@ class Trainer:
                 if step % cfg.log_every == 0 or step == total:
                     writer.write(step, metrics)
                 progress.update(1)
-                progress.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss", "ce", "distill", "ctc",
+                progress.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss", "ce", "distill", "ctc", "text_kl",
                                                                        "examples_per_s", "tokens_per_s")
                                       if k in metrics})
                 if metrics["consecutive_skips"] > cfg.optim.max_consecutive_skips:
