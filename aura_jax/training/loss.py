@@ -65,7 +65,7 @@ def ctc_labels(next_targets: jax.Array, next_mask: jax.Array, has_audio: jax.Arr
     """(labels [batch, X], label_paddings [batch, X] float): each row's CE targets in order, less
     the end-of-turn token (`ctc_label_lengths`), right-padded as optax wants (the padding's value is
     ignored; -1 shows it is no token)."""
-    order = jnp.argsort(~next_mask, axis=1, stable=True)  # targets first, in their order in the row
+    order, _ = targets_in_order(next_mask, next_mask.shape[1])  # targets first, in their order in the row
     labels = jnp.take_along_axis(next_targets, order, axis=1)
     padded = jnp.arange(labels.shape[1])[None, :] >= ctc_label_lengths(next_mask, has_audio)[:, None]
     return jnp.where(padded, -1, labels), padded.astype(jnp.float32)
