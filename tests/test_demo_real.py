@@ -152,3 +152,22 @@ def test_sentences_grows_the_training_corpus_only(tmp_path):
     assert RealStages(tmp_path, "full").real == default
     args = cli.build_parser().parse_args(["repro-mini", "--sentences", "4800"])
     assert args.sentences == 4800
+
+
+def test_full_demo_trains_on_the_fast_step_and_the_papers_step_is_one_override_away(tmp_path):
+    """The full demo's step: the teacher on the clip's bucket and bf16 weight dots (issue 33, adopted
+    on the 150-step, 2-seed comparison in docs/DEMO.md); the quick size (CI) stays exact f32."""
+    from aura_jax.demo_real import RealStages
+
+    def config(size, overrides=()):
+        st = RealStages(tmp_path / size, size)
+        st.corpus_dir.mkdir(parents=True, exist_ok=True)
+        (st.corpus_dir / "corpus.json").write_text(json.dumps({"groups": {"trained": ["en-us"]}}))
+        return st.config(tmp_path / size / "run", 0, list(overrides))
+
+    fast = config("full")
+    assert (fast.audio.teacher_frames, fast.model.dot_dtype) == ("bucket", "bfloat16")
+    paper = config("full", ["audio.teacher_frames=3000", "model.dot_dtype="])
+    assert (paper.audio.teacher_frames, paper.model.dot_dtype) == (3000, "")
+    quick = config("quick")
+    assert (quick.audio.teacher_frames, quick.model.dot_dtype) == (3000, "")
