@@ -82,10 +82,13 @@ class RealStages(Stages):
 
     def __init__(self, out, size: str = "full", seed: int = 0, *, llm: str | None = None, whisper: str | None = None,
                  models_dir: str | Path = DEFAULT_MODELS, steps: int | None = None, log=print,
-                 recipe: str = DEFAULT_RECIPE, sentences: int | None = None):
+                 recipe: str = DEFAULT_RECIPE, sentences: int | None = None, overrides: tuple[str, ...] = ()):
         super().__init__(out, "quick" if size == "quick" else "full", seed, log)
         self.recipe = recipe
         self.real = REAL_SIZES[size]
+        self.user_overrides = tuple(overrides)
+        if overrides:  # the user's, after the size's (e.g. the paper's step: audio.teacher_frames=3000 model.dot_dtype=)
+            self.real = dataclasses.replace(self.real, overrides=(*self.real.overrides, *overrides))
         if sentences is not None:  # more distinct training sentences; the test sets stay the same (same seed)
             self.real = dataclasses.replace(self.real, corpus={**self.real.corpus, "num_train_sentences": sentences})
         self.steps = steps or self.real.train_steps
@@ -221,18 +224,23 @@ SYSTEMS = (("aura", "AuRA hears the question"), ("cascade", "cascade (Whisper ti
 
 def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, steps: int | None = None,
                   llm: str | None = None, whisper: str | None = None, models_dir: str | Path = DEFAULT_MODELS,
-                  recipe: str = DEFAULT_RECIPE, compare: bool = True, sentences: int | None = None) -> dict:
+                  recipe: str = DEFAULT_RECIPE, compare: bool = True, sentences: int | None = None,
+                  overrides: tuple[str, ...] = ()) -> dict:
     """The demo with `recipe` (tables in full, diagnosis, export) and, with `compare`, the paper's recipe
     trained beside it at the same corpus, steps and seed (one side-by-side table)."""
     from aura_jax.training.distributed import enable_compilation_cache
 
     start, load = time.perf_counter(), os.getloadavg()
+    recipe_overrides(recipe, Path(out))  # an unknown name fails before any work
+    if overrides:  # so does an unknown or ill-typed key=value
+        from aura_jax.config import load_config
+
+        load_config(REPO_CONFIGS / "demo_real.yaml", list(overrides))
     # every evaluation builds its system afresh: identical programs (a group's ASR, the text systems) then
     # come from the persistent cache instead of compiling again
     enable_compilation_cache("~/.cache/aura_jax/xla")
-    recipe_overrides(recipe, Path(out))  # an unknown name fails before any work
     st = RealStages(out, "quick" if quick else "full", seed, llm=llm, whisper=whisper, models_dir=models_dir,
-                    steps=steps, recipe=recipe, sentences=sentences)
+                    steps=steps, recipe=recipe, sentences=sentences, overrides=tuple(overrides))
     st.pieces()
     corpus = st.corpus()
     names = [recipe] + (["paper"] if compare and recipe != "paper" else [])
@@ -403,7 +411,8 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         f"Load average (1, 5, 15 min) at the start {[round(x, 2) for x in st.load[0]]}, at the end "
         f"{[round(x, 2) for x in st.load[1]]}; {os.cpu_count()} CPUs.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed} "
-        f"--steps {st.steps} --recipe {st.recipe}" + ("" if side and len(side) > 1 else " --no-compare"),
+        f"--steps {st.steps} --recipe {st.recipe}" + ("" if side and len(side) > 1 else " --no-compare")
+        + "".join(f" {o!r}" if " " in o else f" {o}" for o in st.user_overrides),
         f"    aura-jax eval {run} --task sdqa --data {st.corpus_dir / 'sdqa'} --out /tmp/sdqa_aura",
         f"    aura-jax eval {run} --task sdqa --system cascade --whisper {st.whisper_dir} --data {st.corpus_dir / 'sdqa'} "
         "--out /tmp/sdqa_cascade",
@@ -457,12 +466,19 @@ def add_arguments(p) -> None:
     add_sentences_argument(p)
     p.add_argument("--no-compare", dest="compare", action="store_false",
                    help="do not train the paper's recipe beside it")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of configs/demo_real.yaml for every run, e.g. "
+                                                "the paper's f32 step on the 30 s window: audio.teacher_frames=3000 "
+                                                "model.dot_dtype=")
 
 
 def main(args) -> int:
     if args.toy:
         from aura_jax.demo import run_demo
 
+        if args.overrides:
+            from aura_jax.config import ConfigError
+
+            raise ConfigError(f"demo --toy takes no key=value overrides (got {args.overrides}); they are for the real pair")
         run_demo(args.out, quick=args.quick, seed=args.seed)
         return 0
     if bool(args.llm) != bool(args.whisper):
@@ -470,7 +486,8 @@ def main(args) -> int:
 
         raise ConfigError("--llm and --whisper go together (the corpus's gold filter and the teacher are a pair)")
     run_real_demo(args.out, quick=args.quick, seed=args.seed, steps=args.steps, llm=args.llm, whisper=args.whisper,
-                  models_dir=args.models, recipe=args.recipe, compare=args.compare, sentences=args.sentences)
+                  models_dir=args.models, recipe=args.recipe, compare=args.compare, sentences=args.sentences,
+                  overrides=tuple(args.overrides))
     return 0
 
 

@@ -171,3 +171,18 @@ def test_full_demo_trains_on_the_fast_step_and_the_papers_step_is_one_override_a
     assert (paper.audio.teacher_frames, paper.model.dot_dtype) == (3000, "")
     quick = config("quick")
     assert (quick.audio.teacher_frames, quick.model.dot_dtype) == (3000, "")
+    args = cli.build_parser().parse_args(["demo", "--steps", "20", "audio.teacher_frames=3000", "model.dot_dtype="])
+    assert args.overrides == ["audio.teacher_frames=3000", "model.dot_dtype="]
+    (tmp_path / "user" / "corpus").mkdir(parents=True)
+    (tmp_path / "user" / "corpus" / "corpus.json").write_text(json.dumps({"groups": {"trained": ["en-us"]}}))
+    user = RealStages(tmp_path / "user", "full", overrides=tuple(args.overrides)).config(tmp_path / "run", 0)
+    assert (user.audio.teacher_frames, user.model.dot_dtype) == (3000, "")  # the user's win over the size's
+
+
+def test_demo_refuses_an_unknown_override_before_any_work(tmp_path):
+    from aura_jax.config import ConfigError
+    from aura_jax.demo_real import run_real_demo
+
+    with pytest.raises(ConfigError, match="no_such_key"):
+        run_real_demo(tmp_path / "demo", overrides=("audio.no_such_key=1",))
+    assert not (tmp_path / "demo").exists()
