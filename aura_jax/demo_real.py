@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -412,7 +413,7 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         f"{[round(x, 2) for x in st.load[1]]}; {os.cpu_count()} CPUs.", "",
         "## Reproduce", "", f"    aura-jax demo --out {st.out}{' --quick' if quick else ''} --seed {st.seed} "
         f"--steps {st.steps} --recipe {st.recipe}" + ("" if side and len(side) > 1 else " --no-compare")
-        + "".join(f" {o!r}" if " " in o else f" {o}" for o in st.user_overrides),
+        + "".join(f" {shlex.quote(o)}" for o in st.user_overrides),
         f"    aura-jax eval {run} --task sdqa --data {st.corpus_dir / 'sdqa'} --out /tmp/sdqa_aura",
         f"    aura-jax eval {run} --task sdqa --system cascade --whisper {st.whisper_dir} --data {st.corpus_dir / 'sdqa'} "
         "--out /tmp/sdqa_cascade",
