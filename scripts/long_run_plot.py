@@ -1,4 +1,6 @@
 # usage: .venv/bin/python scripts/long_run_plot.py runs/long/run_seed0  (after scripts/long_run_baselines.py)
+#        BASELINES=runs/demo_timed/run_hears/eval/step150 DEMO=runs/big .venv/bin/python scripts/long_run_plot.py \
+#          runs/long/hears_9600_seed0   (Whisper's transcripts from any eval of the same test clips)
 """docs/figures/long_run_learning_curve.png and long_run_loss.png from the long run's curve.jsonl / metrics.jsonl
 (long_run_RUN_learning_curve.png and long_run_RUN_loss.png for a run other than run_seed0)."""
 import os
@@ -11,7 +13,7 @@ from aura_jax.training.metrics import plot_losses
 run = Path(sys.argv[1])
 class Baselines(RealStages):  # Whisper's transcripts of the test clips: scripts/long_run_baselines.py
     def eval_dir(self, run_dir):
-        return Path("runs/long/eval/baselines")
+        return Path(os.environ.get("BASELINES", "runs/long/eval/baselines"))
 
 st = Baselines(os.environ.get("DEMO", "runs/demo"), "full", 0)
 tag = "long_run" if run.name == "run_seed0" else f"long_run_{run.name}"
