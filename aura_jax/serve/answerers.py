@@ -135,7 +135,8 @@ class Cascade:
         from aura_jax.torch.systems import CascadeSystem
 
         self.system = CascadeSystem(whisper_dir, llm_dir, "cpu", torch.float32)
-        self.max_new_tokens, self.asr_tokens = max_new_tokens, asr_tokens
+        self.max_new_tokens, self.asr_tokens = max_new_tokens, self.system.asr_budget(asr_tokens)
+        self.pair = (whisper_dir, llm_dir)
         self.description = f"Whisper {whisper_dir} → {llm_dir} (PyTorch)"
 
     def transcribe(self, wave: np.ndarray) -> str:

@@ -134,8 +134,9 @@ class Utterance:
 
 class Server:
     def __init__(self, aura, cascade=None, limits: Limits = Limits(), *, record_dir: str | None = None,
-                 allow_origins: tuple[str, ...] = ()):
+                 allow_origins: tuple[str, ...] = (), cascade_error: str | None = None):
         self.aura, self.cascade, self.limits = aura, cascade, limits
+        self.cascade_error = cascade_error  # why a cascade that was asked for is not served (/health, the page)
         self.record_dir = Path(record_dir) if record_dir else None
         self.allow_origins = set(allow_origins)
         self.max_audio_seconds = min(limits.max_audio_seconds, aura.window_seconds)
@@ -147,7 +148,7 @@ class Server:
 
     def systems(self, cascade: bool) -> tuple[str, ...]:
         if cascade and self.cascade is None:
-            raise ClientError("this server runs no cascade (start it with --cascade WHISPER LLM)")
+            raise ClientError(self.cascade_error or "this server runs no cascade (start it with --cascade WHISPER LLM)")
         return ("aura", "cascade") if cascade else ("aura",)
 
     # -- capacity -------------------------------------------------------------
@@ -180,6 +181,7 @@ class Server:
 
     def info(self) -> dict:
         return {"model": self.aura.description, "cascade": self.cascade.description if self.cascade else None,
+                "cascade_error": self.cascade_error,
                 "limits": {**dataclasses.asdict(self.limits), "max_audio_seconds": self.max_audio_seconds},
                 "stream": {"sample_rates": list(STREAM_RATES), "channels": list(STREAM_CHANNELS),
                            "formats": sorted(PCM_FORMATS)},
@@ -191,7 +193,18 @@ class Server:
     def warm_up(self) -> None:
         """One silent utterance through every system: compilation (JAX) and first-call costs are paid
         before the first person speaks."""
-        utt = Utterance(self, DEFAULT_PROMPT, self.systems(self.cascade is not None))
+        self._warm(("aura",))
+        if self.cascade is not None:
+            try:
+                self._warm(("cascade",))
+            except Exception as e:  # noqa: BLE001 - a cascade that fails its first question is not served
+                from aura_jax.serve.main import cascade_failure
+
+                self.cascade_error = cascade_failure(self.cascade.pair, e)
+                self.cascade = None
+
+    def _warm(self, systems: tuple[str, ...]) -> None:
+        utt = Utterance(self, DEFAULT_PROMPT, systems)
         try:
             utt.feed(np.zeros(SAMPLING_RATE, np.float32))
             for _ in utt.events(time.perf_counter()):

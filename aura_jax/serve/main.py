@@ -55,9 +55,24 @@ def build_server(args):
             raise SystemExit(f"aura-jax serve: {e}") from None
     aura = load_aura(args.model, max_new_tokens=args.max_new_tokens, chunk_patches=args.chunk_patches,
                      padded=args.padded)
-    cascade = Cascade(*pair, max_new_tokens=args.max_new_tokens) if pair else None
+    cascade, cascade_error = None, None
+    if pair:
+        try:
+            cascade = Cascade(*pair, max_new_tokens=args.max_new_tokens)
+        except Exception as e:  # noqa: BLE001 - any failure: AuRA is served alone, and that is said in one line
+            cascade_error = cascade_failure(pair, e)
+            print(f"aura-jax serve: {cascade_error}", file=sys.stderr)
     limits = Limits(args.max_audio_seconds, args.max_message_bytes, args.max_streams)
-    return Server(aura, cascade, limits, record_dir=args.record, allow_origins=tuple(args.allow_origin))
+    return Server(aura, cascade, limits, record_dir=args.record, allow_origins=tuple(args.allow_origin),
+                  cascade_error=cascade_error)
+
+
+def cascade_failure(pair, error: Exception) -> str:
+    """One line for a cascade that cannot start: which directories, what failed, and that AuRA runs alone."""
+    what = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (f"the cascade (Whisper {pair[0]} → {pair[1]}) could not start: {type(error).__name__}"
+            f"{': ' + what if what else ''}; serving AuRA without it (pass --cascade WHISPER LLM for another, "
+            "or --no-cascade)")
 
 
 def is_loopback(host: str) -> bool:
@@ -82,6 +97,8 @@ def main(args) -> int:
     server = build_server(args)
     if not args.no_warmup:
         server.warm_up()
+        if server.cascade_error:
+            print(f"aura-jax serve: {server.cascade_error}", file=sys.stderr)
     print(f"{server.aura.description}" + (f"; cascade: {server.cascade.description}" if server.cascade else ""))
     print(f"open http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/ "
           "(WebSocket /v1/stream, POST /v1/chat/completions, POST /v1/audio/transcriptions, POST /v1/audio/answer)")

@@ -63,6 +63,18 @@ class CascadeSystem:
         self.english = {"language": "en", "task": "transcribe"} if hasattr(self.asr.generation_config, "lang_to_id") else {}
         self._torch = torch
 
+    def asr_budget(self, asr_tokens: int) -> int:
+        """`asr_tokens` capped so that Whisper's prompt plus the transcript fit its decoder
+        (`max_target_positions`: 448 for the real models, 64 for the tests' tiny random Whisper; `generate`
+        refuses a longer request). The prompt is <|startoftranscript|>, then <|en|><|transcribe|>
+        <|notimestamps|> where the model knows languages."""
+        prompt = 4 if self.english else 1 + len(getattr(self.asr.generation_config, "forced_decoder_ids", None) or [])
+        room = int(self.asr.config.max_target_positions) - prompt
+        if room < 1:
+            raise ValueError(f"Whisper's decoder holds {self.asr.config.max_target_positions} positions, "
+                             f"no room after its {prompt}-token prompt")
+        return min(int(asr_tokens), room)
+
     def transcribe(self, clip, asr_tokens: int, fixed: bool) -> str:
         """Transcript of an audio path or a 16 kHz waveform."""
         torch = self._torch
@@ -70,7 +82,7 @@ class CascadeSystem:
         feats = log_mel_spectrogram(wave, 16000, self.asr.config.num_mel_bins)
         x = torch.as_tensor(feats[None], dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            ids = self.asr.generate(x, **self.english, **generate_kwargs(asr_tokens, fixed))
+            ids = self.asr.generate(x, **self.english, **generate_kwargs(self.asr_budget(asr_tokens), fixed))
         ids = ids[0].tolist()
         vocab = len(self.asr_tok)
         return self.asr_tok.decode([i % vocab for i in ids], skip_special_tokens=True)  # (random weights: any id)
@@ -83,7 +95,7 @@ class CascadeSystem:
         feats = np.stack([log_mel_spectrogram(w, 16000, self.asr.config.num_mel_bins) for w in waves])
         with torch.no_grad():
             ids = self.asr.generate(torch.as_tensor(feats, dtype=self.dtype, device=self.device), **self.english,
-                                    **generate_kwargs(asr_tokens, False))
+                                    **generate_kwargs(self.asr_budget(asr_tokens), False))
         vocab = len(self.asr_tok)
         return [self.asr_tok.decode([i % vocab for i in row.tolist()], skip_special_tokens=True) for row in ids]
 

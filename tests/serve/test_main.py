@@ -77,3 +77,43 @@ def test_a_recorded_directory_that_is_missing_is_one_line_naming_it(tiny_run_dir
                                          r"Whisper teacher is unknown; pass --cascade WHISPER LLM"):
         cli.main(["serve", str(tmp_path / "export"), "--no-warmup"])
     assert ran == []
+
+
+def test_a_tiny_run_serves_with_its_default_cascade_and_answers(tiny_run_dir, ran, capsys):
+    """The README's smoke run, served (issue 43): its recorded cascade is the tiny random Whisper, whose
+    decoder holds 64 positions; the cascade's transcript is capped to fit, so warm-up and a question pass."""
+    import numpy as np
+    from starlette.testclient import TestClient
+
+    from aura_jax.serve.audio_input import encode_wav
+    from aura_jax.serve.routes import make_app
+
+    assert cli.main(["serve", str(tiny_run_dir), "--max-new-tokens", "4"]) == 0  # with the warm-up
+    server = ran[0]["server"]
+    assert server.cascade is not None and server.cascade_error is None
+    assert server.cascade.asr_tokens == 64 - 1  # the tiny Whisper's max_target_positions less its 1-token prompt
+    assert "could not start" not in capsys.readouterr().err
+    wave = (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32)
+    with TestClient(make_app(server)) as client:
+        r = client.post("/v1/audio/answer", content=encode_wav(wave))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) >= {"aura", "cascade"} and body["cascade"]["timing"]["tokens"] >= 1
+        assert client.get("/health").json()["cascade_error"] is None
+
+
+def test_a_cascade_that_cannot_start_is_one_line_and_the_server_runs_without_it(tiny_run_dir, tiny_qwen2_dir, ran,
+                                                                                capsys):
+    from starlette.testclient import TestClient
+
+    from aura_jax.serve.routes import make_app
+
+    broken = str(tiny_qwen2_dir)  # not a Whisper directory
+    assert cli.main(["serve", str(tiny_run_dir), "--no-warmup", "--cascade", broken, str(tiny_qwen2_dir)]) == 0
+    server = ran[0]["server"]
+    err = [line for line in capsys.readouterr().err.splitlines() if "could not start" in line]
+    assert server.cascade is None and len(err) == 1 and broken in err[0] and "Traceback" not in err[0]
+    with TestClient(make_app(server)) as client:
+        assert broken in client.get("/health").json()["cascade_error"]
+        r = client.post("/v1/audio/answer?cascade=1", content=b"RIFF")
+        assert r.status_code == 400 and "could not start" in r.text

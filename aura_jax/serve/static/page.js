@@ -144,7 +144,7 @@ async function playExample() {
 async function init() {
   try {
     const h = await (await fetch("/health")).json();
-    $("model").textContent = `${h.model}${h.cascade ? " · cascade: " + h.cascade : " · no cascade"} · up to ${h.limits.max_audio_seconds} s per question`;
+    $("model").textContent = `${h.model}${h.cascade ? " · cascade: " + h.cascade : (h.cascade_error ? " · " + h.cascade_error : " · no cascade")} · up to ${h.limits.max_audio_seconds} s per question`;
     if (!h.cascade) { $("use-cascade").checked = false; $("use-cascade").disabled = true; $("cascade").classList.add("off"); }
     $("talk").onclick = () => (document.body.dataset.state === "listening" ? stopMic(true) : startMic());
     $("example").onclick = playExample;
