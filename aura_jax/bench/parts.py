@@ -50,7 +50,7 @@ def _flops(compiled) -> float | None:
 
 def jax_programs(config, *, log=print):
     """{name: (run(), flops)} for the five JAX programs, compiled, on the bench's synthetic batch;
-    plus the step's optimised HLO (for `matmul_floor`), the host batch and the initial trainables (for the
+    plus each program's optimised HLO {name: text} (for `matmul_floor`), the host batch and the initial trainables (for the
     PyTorch side)."""
     import jax
     import jax.numpy as jnp
@@ -78,10 +78,11 @@ def jax_programs(config, *, log=print):
 
     fns = {"student_forward": student_ce, "student_forward_backward": jax.value_and_grad(student_ce),
            "teacher_forward": teacher, "loss_forward_backward": jax.value_and_grad(whole_loss, has_aux=True)}
-    programs = {}
+    programs, hlos = {}, {}
     for name, fn in fns.items():
         compiled = jax.jit(fn).lower(params, frozen, batch).compile()
         programs[name] = (lambda c=compiled: jax.block_until_ready(c(params, frozen, batch)), _flops(compiled))
+        hlos[name] = compiled.as_text()
     step = trainer.compiled_step(batch)
     state = {"s": trainer.state}
 
@@ -90,7 +91,8 @@ def jax_programs(config, *, log=print):
         return jax.block_until_ready(metrics)
 
     programs["step"] = (run_step, _flops(step))
-    return programs, step.as_text(), host, trainable_arrays(params)
+    hlos["step"] = step.as_text()
+    return programs, hlos, host, trainable_arrays(params)
 
 
 def torch_programs(config, host: dict, trainables: dict, *, threads: int | None = None) -> dict:
@@ -162,48 +164,71 @@ def einsum_spec(lhs_rank: int, rhs_rank: int, lhs_contracting, rhs_contracting, 
     return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
 
 
-def matmul_floor(hlo_text: str, *, repeats: int = 3) -> dict:
+_NUMPY_TYPES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float64"}
+
+
+def matmul_floor(hlo_text: str, *, repeats: int = 3, cache: dict | None = None) -> dict:
     """Every matmul of a compiled program (its optimised HLO), timed alone at its shape in XLA and
     in PyTorch (best of `repeats`, the two interleaved), times how often the program runs it.
 
-    The sum is the least time those kernels need for the program's matmuls with both cores to
+    Each dot is timed with the operand and result types the compiled program gives it (a
+    bf16 × bf16 → f32 dot of the step is timed as `jax.lax.dot_general(bf16, bf16,
+    preferred_element_type=f32)`; PyTorch as a bf16 einsum), so the sum is this program's own floor.
+    It is the least time those kernels need for the program's matmuls with both cores to
     themselves: no elementwise work, no memory traffic between ops, no two ops sharing the cores.
     If the XLA sum alone exceeds a target time, no change to our code short of fewer FLOPs or a
-    faster matmul kernel reaches it."""
+    faster matmul kernel reaches it. `cache` ({key: best seconds}) shares timings between programs."""
     import jax
     import jax.numpy as jnp
     import torch
 
     from aura_jax.tools.hlo_stats import dots
 
+    cache = {} if cache is None else cache
     groups: dict[tuple, dict] = {}
     for d in dots(hlo_text):
-        key = (d["dtype"], d["lhs"], d["rhs"], d["lhs_contracting"], d["rhs_contracting"], d["lhs_batch"],
-               d["rhs_batch"])
+        key = (d["lhs_dtype"], d["rhs_dtype"], d["dtype"], d["lhs"], d["rhs"], d["lhs_contracting"],
+               d["rhs_contracting"], d["lhs_batch"], d["rhs_batch"])
         g = groups.setdefault(key, {"count": 0, "flops": d["flops"]})
         g["count"] += d["count"]
     rng = np.random.default_rng(0)
-    total = {"jax_s": 0.0, "torch_s": 0.0, "gflop": 0.0, "executions": 0, "shapes": len(groups), "by_shape": []}
-    for (dtype, lhs, rhs, lc, rc, lb, rb), g in groups.items():
-        a, b = rng.standard_normal(lhs, np.float32), rng.standard_normal(rhs, np.float32)
-        ja, jb, ta, tb = jnp.asarray(a), jnp.asarray(b), torch.from_numpy(a), torch.from_numpy(b)
-        if dtype != "f32":  # this CPU bench runs float32; other types are timed as float32
-            total["not_f32"] = total.get("not_f32", 0) + 1
-        xla = jax.jit(lambda x, y, dims=((lc, rc), (lb, rb)): jax.lax.dot_general(x, y, dims))
-        spec = einsum_spec(len(lhs), len(rhs), lc, rc, lb, rb)
-        runs = {"jax": lambda: xla(ja, jb).block_until_ready(), "torch": lambda: torch.einsum(spec, ta, tb)}
-        best = {name: float("inf") for name in runs}
-        for i in range(repeats + 1):  # the first round compiles and warms up
-            for name, run in runs.items():
-                seconds = _time(run)
-                if i:
-                    best[name] = min(best[name], seconds)
-        total["jax_s"] += g["count"] * best["jax"]
-        total["torch_s"] += g["count"] * best["torch"]
+    total = {"jax_s": 0.0, "torch_s": 0.0, "gflop": 0.0, "executions": 0, "shapes": len(groups), "by_shape": [],
+             "by_type": {}}
+    for key, g in groups.items():
+        lt, rt, ot, lhs, rhs, lc, rc, lb, rb = key
+        if key not in cache:
+            ja = jnp.asarray(rng.standard_normal(lhs, np.float32), _NUMPY_TYPES.get(lt, lt))
+            jb = jnp.asarray(rng.standard_normal(rhs, np.float32), _NUMPY_TYPES.get(rt, rt))
+            out_type = jnp.dtype(_NUMPY_TYPES.get(ot, ot))
+            ta, tb = (torch.from_numpy(np.array(x, np.float32)).to(getattr(torch, _NUMPY_TYPES.get(t, t)))
+                      for x, t in ((ja, lt), (jb, rt)))
+            xla = jax.jit(lambda x, y, dims=((lc, rc), (lb, rb)), o=out_type:
+                          jax.lax.dot_general(x, y, dims, preferred_element_type=o))
+            spec = einsum_spec(len(lhs), len(rhs), lc, rc, lb, rb)
+            runs = {"jax": lambda: xla(ja, jb).block_until_ready(), "torch": lambda: torch.einsum(spec, ta, tb)}
+            best = {name: float("inf") for name in runs}
+            for i in range(repeats + 1):  # the first round compiles and warms up
+                for name, run in runs.items():
+                    seconds = _time(run)
+                    if i:
+                        best[name] = min(best[name], seconds)
+            timed = xla.lower(ja, jb).compile().as_text()
+            (t_dot,) = [d for d in dots(timed)][:1]
+            cache[key] = {"jax": best["jax"], "torch": best["torch"], "spec": spec,
+                          "timed_as": f"{t_dot['lhs_dtype']}×{t_dot['rhs_dtype']}→{t_dot['dtype']}"}
+        c = cache[key]
+        kind = f"{lt}×{rt}→{ot}"
+        total["jax_s"] += g["count"] * c["jax"]
+        total["torch_s"] += g["count"] * c["torch"]
         total["gflop"] += g["count"] * g["flops"] / 1e9
         total["executions"] += g["count"]
-        total["by_shape"].append({"einsum": spec, "lhs": lhs, "rhs": rhs, "count": g["count"],
-                                  "jax_s": g["count"] * best["jax"], "torch_s": g["count"] * best["torch"],
+        t = total["by_type"].setdefault(kind, {"jax_s": 0.0, "gflop": 0.0, "executions": 0})
+        t["jax_s"] += g["count"] * c["jax"]
+        t["gflop"] += g["count"] * g["flops"] / 1e9
+        t["executions"] += g["count"]
+        total["by_shape"].append({"einsum": c["spec"], "lhs": lhs, "rhs": rhs, "types": kind,
+                                  "timed_as": c["timed_as"], "count": g["count"],
+                                  "jax_s": g["count"] * c["jax"], "torch_s": g["count"] * c["torch"],
                                   "gflop": g["count"] * g["flops"] / 1e9})
     total["by_shape"].sort(key=lambda x: -x["jax_s"])
     return total
@@ -220,7 +245,7 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
     from aura_jax.hf import read_config
 
     load_before = load_average()
-    jax_side, step_hlo, host, trainables = jax_programs(config, log=log)
+    jax_side, hlos, host, trainables = jax_programs(config, log=log)
     torch_side = torch_programs(config, host, trainables, threads=torch_threads or physical_cores())
     times = {(fw, name): [] for fw in ("jax", "torch") for name in PROGRAMS}
     for i in range(warmup + steps):  # interleaved: each program in JAX, then in PyTorch, round after round
@@ -230,7 +255,9 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
                 if i >= warmup:
                     times[(fw, name)].append(seconds)
     median = {fw: {name: statistics.median(times[(fw, name)]) for name in PROGRAMS} for fw in ("jax", "torch")}
-    floor = matmul_floor(step_hlo)
+    cache: dict = {}  # each shape and type timed once, shared by the five programs
+    floors = {name: matmul_floor(hlos[name], cache=cache) for name in PROGRAMS}
+    floor = floors["step"]
     flops = {name: jax_side[name][1] for name in PROGRAMS}
     llm = read_config(config.model.llm)
     tokens = host["input_ids"].shape[0] * (host["input_ids"].shape[1] - 1 + host["audio_features"].shape[-1]
@@ -239,25 +266,35 @@ def bench_parts(config, *, steps: int = 3, warmup: int = 1, torch_threads: int |
             "parts": {fw: parts_of(median[fw]) for fw in ("jax", "torch")},
             "part_flops": parts_of(flops) if all(v is not None for v in flops.values()) else None,
             "matmul": matmul_rates(tokens, int(llm["hidden_size"]), int(llm["intermediate_size"])),
-            "matmul_floor": floor, "steps": steps, "warmup": warmup,
+            "matmul_floor": floor, "part_floor": parts_of({n: floors[n]["jax_s"] for n in PROGRAMS}),
+            "program_floor": {n: floors[n]["jax_s"] for n in PROGRAMS}, "steps": steps, "warmup": warmup,
             "load_average": {"before": load_before, "after": load_average()}}
 
 
 def format_parts(r: dict) -> str:
     pf = r["part_flops"]
-    lines = ["| part | JAX s | PyTorch s | JAX / PyTorch | GFLOP (XLA) | JAX GFLOP/s | PyTorch GFLOP/s |",
-             "|---|---|---|---|---|---|---|"]
-    rows = [(name, r["parts"]["jax"][name], r["parts"]["torch"][name], pf[name] if pf else None) for name in PARTS]
-    rows.append(("whole step", r["programs"]["jax"]["step"], r["programs"]["torch"]["step"], r["flops"]["step"]))
-    for name, j, t, f in rows:
+    lines = ["| part | JAX s | PyTorch s | JAX / PyTorch | GFLOP (XLA) | JAX GFLOP/s | PyTorch GFLOP/s | "
+             "XLA matmul floor s (step's types) | JAX / floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    pfl = r.get("part_floor") or {}
+    rows = [(name, r["parts"]["jax"][name], r["parts"]["torch"][name], pf[name] if pf else None, pfl.get(name))
+            for name in PARTS]
+    rows.append(("whole step", r["programs"]["jax"]["step"], r["programs"]["torch"]["step"], r["flops"]["step"],
+                 r["matmul_floor"]["jax_s"]))
+    for name, j, t, f, fl_s in rows:
         rate = lambda s: f"{f / 1e9 / s:.1f}" if f and s > MIN_RATE_S else "—"  # a tiny difference: noise
+        ratio = f"{j / fl_s:.2f}" if fl_s and fl_s > 0 and j > MIN_RATE_S else "—"
+        floor_s = f"{fl_s:.4f}" if fl_s is not None else "—"
         lines.append(f"| {name} | {j:.4f} | {t:.4f} | {j / t if t > 0 else float('nan'):.2f} | "
-                     f"{f / 1e9 if f else float('nan'):.2f} | {rate(j)} | {rate(t)} |")
+                     f"{f / 1e9 if f else float('nan'):.2f} | {rate(j)} | {rate(t)} | {floor_s} | {ratio} |")
     m, fl = r["matmul"], r["matmul_floor"]
     lines += ["", f"plain matmul {m['shape'][0]}×{m['shape'][1]} @ {m['shape'][1]}×{m['shape'][2]} "
               f"({m['gflop']:.2f} GFLOP): JAX {m['jax_gflops']:.1f} GFLOP/s, PyTorch {m['torch_gflops']:.1f} GFLOP/s",
               f"the step's {fl['executions']} matmuls ({fl['shapes']} shapes, {fl['gflop']:.1f} GFLOP), each timed "
-              f"alone with the cores to itself: XLA {fl['jax_s']:.3f} s, PyTorch kernels at the same shapes "
+              f"alone in the operand types the compiled step gives it ("
+              + ", ".join(f"{k}: {v['executions']} dots, {v['gflop']:.1f} GFLOP, {v['jax_s']:.3f} s"
+                          for k, v in sorted(fl.get("by_type", {}).items())) +
+              f") with the cores to itself: XLA {fl['jax_s']:.3f} s, PyTorch kernels at the same shapes "
               f"{fl['torch_s']:.3f} s; JAX step / XLA matmuls alone {r['programs']['jax']['step'] / fl['jax_s']:.2f}, "
               f"PyTorch step / XLA matmuls alone {r['programs']['torch']['step'] / fl['jax_s']:.2f}",
               f"medians of {r['steps']} interleaved rounds after {r['warmup']} warm-up; load average before "

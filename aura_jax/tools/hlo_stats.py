@@ -140,7 +140,8 @@ _DIMS = re.compile(r"\b(lhs_batch_dims|rhs_batch_dims|lhs_contracting_dims|rhs_c
 
 def dots(hlo_text: str) -> list[dict]:
     """Every dot of an optimised HLO module, fused or not, with how often it runs per call of the
-    program (a while body's trip count, as for `collectives`): [{"dtype", "lhs", "rhs" (shapes),
+    program (a while body's trip count, as for `collectives`): [{"dtype" (the result's), "lhs_dtype",
+    "rhs_dtype" (the operands' element types), "lhs", "rhs" (shapes),
     "lhs_contracting", "rhs_contracting", "lhs_batch", "rhs_batch" (dims), "count", "flops" (per
     run: 2 × output elements × contracted size)}]."""
     instructions, calls, entry = _instructions(hlo_text)
@@ -154,7 +155,10 @@ def dots(hlo_text: str) -> list[dict]:
         (dtype, out_dims), = _ARRAY.findall(shape)[:1]
         lhs_shape = _dims(shapes[(comp, lhs)])
         contracted = math.prod(lhs_shape[d] for d in dims.get("lhs_contracting_dims", ()))
-        out.append({"dtype": dtype, "lhs": lhs_shape, "rhs": _dims(shapes[(comp, rhs)]),
+        (lhs_dtype, _), = _ARRAY.findall(shapes[(comp, lhs)])[:1]
+        (rhs_dtype, _), = _ARRAY.findall(shapes[(comp, rhs)])[:1]
+        out.append({"dtype": dtype, "lhs_dtype": lhs_dtype, "rhs_dtype": rhs_dtype,
+                    "lhs": lhs_shape, "rhs": _dims(shapes[(comp, rhs)]),
                     "lhs_contracting": dims.get("lhs_contracting_dims", ()),
                     "rhs_contracting": dims.get("rhs_contracting_dims", ()),
                     "lhs_batch": dims.get("lhs_batch_dims", ()), "rhs_batch": dims.get("rhs_batch_dims", ()),

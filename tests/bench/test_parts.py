@@ -32,7 +32,9 @@ def test_cli_parts_on_the_tiny_models(tiny_aura_config, tmp_path, capsys):
     assert r["matmul"]["jax_gflops"] > 0 and r["matmul"]["torch_gflops"] > 0
     # the step's matmuls alone: fewer FLOPs than XLA counts for the whole step (which adds elementwise work)
     assert 0 < r["matmul_floor"]["gflop"] * 1e9 <= f["step"] and r["matmul_floor"]["jax_s"] > 0
+    assert set(r["part_floor"]) == set(PARTS) and r["program_floor"]["step"] == r["matmul_floor"]["jax_s"]
     text = capsys.readouterr().out
+    assert "JAX / floor" in text
     assert "| student_backward |" in text and "| whole step |" in text and "plain matmul" in text
     assert "each timed alone" in text
 
@@ -69,3 +71,20 @@ def test_matmul_floor_times_each_matmul_as_often_as_the_program_runs_it():
     assert floor["executions"] == 5 and floor["shapes"] == 2
     assert floor["gflop"] == pytest.approx(5 * 2 * 64 * 32 * 32 / 1e9)
     assert floor["jax_s"] > 0 and floor["torch_s"] > 0
+
+
+def test_matmul_floor_times_a_bf16_dot_of_the_program_as_bf16():
+    """A bf16 × bf16 → f32 dot in the compiled HLO is timed with bf16 operands and an f32 result
+    (issue 45: the floor used to time every dot in f32), an f32 dot as f32."""
+    import jax
+    import jax.numpy as jnp
+
+    def program(x, w):
+        y = jax.lax.dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+        return y @ w.T
+
+    text = jax.jit(program).lower(jnp.ones((64, 32)), jnp.ones((32, 32))).compile().as_text()
+    floor = matmul_floor(text, repeats=1)
+    kinds = {s["types"]: s["timed_as"] for s in floor["by_shape"]}
+    assert kinds == {"bf16×bf16→f32": "bf16×bf16→f32", "f32×f32→f32": "f32×f32→f32"}
+    assert set(floor["by_type"]) == set(kinds) and floor["by_type"]["bf16×bf16→f32"]["executions"] == 1
