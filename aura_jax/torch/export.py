@@ -3,7 +3,12 @@
 merged: the base's Hugging Face directory with W + (α/r)·B·A folded into the
 first K layers (float32 math, then cast), same shard files and index as the
 base. peft: `adapter_config.json` + `adapter_model.safetensors` for
-`peft.PeftModel`. Both carry the audio patch embedding and `aura_config.json`.
+`peft.PeftModel`. adapter (a `lora.audio_only=true` run, whose adapters act at
+the audio positions only): `audio_lora.safetensors` (PEFT's tensor names and
+shapes) + `audio_lora_config.json` (PEFT's fields and `"positions": "audio"`),
+deliberately not under PEFT's file names, so that a plain `PeftModel` load
+fails instead of applying the adapters at every position; `AuraSpeechLM` runs
+it. All carry the audio patch embedding and `aura_config.json`.
 Everything is written into a temporary sibling directory and renamed into
 place at the end, so an interrupted export never leaves a directory that looks
 complete.
@@ -26,7 +31,8 @@ from aura_jax.hf import QWEN2_RULES, CheckpointError, SafetensorsDir, hf_name, r
 from aura_jax.models.qwen2 import MODEL_TYPES, Qwen2Config
 from aura_jax.torch.safetensors_io import save_arrays, write_safetensors
 
-FORMATS = ("merged", "peft", "both")
+FORMATS = ("merged", "peft", "both", "adapter")
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "audio_lora.safetensors", "audio_lora_config.json"  # not PEFT's names: see above
 DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json")
@@ -34,7 +40,7 @@ BLOCK = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o
          "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
 
 
-def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16", step: int | None = None,
+def export(run_dir, base, out, *, format: str | None = None, dtype: str = "bfloat16", step: int | None = None,
            overrides=(), overwrite: bool = False, log=None) -> Path:
     """Export the run's student at `step` (default: latest) onto `base`; returns the absolute OUT.
 
@@ -44,8 +50,9 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     callable taking one line) hears about choices made on the caller's behalf.
 
     Cheap checks (format, dtype, OUT, the run's config, --base config and tokenizer) run
-    before the run is restored, so a typo fails in a second, not after loading a 7B."""
-    if format not in FORMATS:
+    before the run is restored, so a typo fails in a second, not after loading a 7B.
+    `format` None: "adapter" for a lora.audio_only run, else "merged"."""
+    if format is not None and format not in FORMATS:
         raise ConfigError(f"--format {format!r}: use one of {', '.join(FORMATS)}")
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
@@ -54,7 +61,7 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     run_dir, out = Path(run_dir), Path(out).absolute()
     _check_out(out, overwrite)
     overrides = ["model.random_init=", *overrides]  # export never builds random checkpoints
-    recorded = _recorded_backbone(run_dir, overrides)
+    recorded, format = _recorded_backbone(run_dir, overrides, format, log)
     if recorded is None or not recorded.is_dir():
         shown = f"model.llm={recorded}" if recorded is not None else "model.llm (not set)"
         if base is None:
@@ -80,6 +87,8 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
             write_merged(model, config, base, tmp / "merged", dtype, step, audio_token_id, run_dir=run_dir,
                          source=source)
             write_peft(model, config, base, tmp / "peft", step, audio_token_id, run_dir=run_dir, source=source)
+        elif format == "adapter":
+            write_adapter(model, config, base, tmp, step, audio_token_id, run_dir=run_dir, source=source)
         elif format == "merged":
             write_merged(model, config, base, tmp, dtype, step, audio_token_id, run_dir=run_dir, source=source)
         else:
@@ -91,20 +100,28 @@ def export(run_dir, base, out, *, format: str = "merged", dtype: str = "bfloat16
     return out
 
 
-def _recorded_backbone(run_dir: Path, overrides) -> Path | None:
-    """`model.llm` of the run's config.yaml (after overrides), resolved from here; None if unset. Refuses a
-    run whose adapters act at the audio positions only (before anything is restored)."""
+def _recorded_backbone(run_dir: Path, overrides, format: str | None = None, log=None) -> tuple[Path | None, str]:
+    """(`model.llm` of the run's config.yaml (after overrides), resolved from here, or None if unset; the
+    format). A run whose adapters act at the audio positions only exports as "adapter" alone, and only such
+    a run does (before anything is restored)."""
     from aura_jax.config import load_config
 
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir}: not a training run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml", overrides)
     if config.lora.audio_only:
-        raise ConfigError(f"{run_dir / 'config.yaml'}: lora.audio_only=true — the adapters act at the audio "
-                          "positions only, which neither a merged kernel nor a PEFT adapter (every position) "
-                          "expresses, so this run cannot be exported to PyTorch; evaluate and serve it with the "
-                          "JAX model from the run directory (aura-jax eval RUN_DIR ...)")
-    return Path(config.model.llm) if config.model.llm else None
+        if format is None and log:
+            log("lora.audio_only=true: exporting --format adapter (the adapters act at the audio positions only)")
+        format = format or "adapter"
+        if format != "adapter":
+            raise ConfigError(f"{run_dir / 'config.yaml'}: lora.audio_only=true — the adapters act at the audio "
+                              f"positions only, which --format {format} (a merged kernel, or PEFT's adapters at "
+                              "every position) does not express; use --format adapter (docs/EXPORT.md), which "
+                              "aura_jax.torch.AuraSpeechLM runs")
+    elif format == "adapter":
+        raise ConfigError(f"{run_dir / 'config.yaml'}: --format adapter is for lora.audio_only=true runs; this run's "
+                          "adapters act at every position: use --format peft (or merged, both)")
+    return (Path(config.model.llm) if config.model.llm else None), (format or "merged")
 
 
 def is_complete_export(path: Path) -> bool:
@@ -331,6 +348,37 @@ def write_peft(model, config, base: Path, out: Path, step: int, audio_token_id: 
     _write_audio_and_config(model, config, base, out, "peft", "float32", step, audio_token_id, layout, source)
 
 
+def write_adapter(model, config, base: Path, out: Path, step: int, audio_token_id: int, *,
+                  run_dir=None, source: dict | None = None) -> None:
+    """A lora.audio_only run: PEFT's tensors and fields under names PEFT does not read (docs/EXPORT.md)."""
+    from aura_jax.models.lora import audio_only
+
+    if not audio_only(model.llm):
+        raise ConfigError(f"{run_dir}: the restored adapters act at every position; --format adapter is for "
+                          "lora.audio_only=true runs")
+    layout = lora_layout(model, config, run_dir)
+    out.mkdir(parents=True)
+    arrays = {}
+    for i, name, a, b, _ in lora_entries(model):
+        prefix = f"base_model.model.model.layers.{i}.{BLOCK[name]}.{name}"
+        arrays[f"{prefix}.lora_A.weight"] = np.ascontiguousarray(a.T)  # [r, in]
+        arrays[f"{prefix}.lora_B.weight"] = np.ascontiguousarray(b.T)  # [out, r]
+    save_arrays(out / ADAPTER_WEIGHTS, arrays, metadata={"format": "pt", "aura_jax.positions": "audio"})
+    lo = config.lora
+    adapter = {"positions": "audio",
+               "note": "the update (lora_alpha/r)·B·A·x is added at the audio positions of the prefill only; every "
+                       "text position and every decoded token uses the base weights. peft.PeftModel would apply "
+                       "it everywhere: load with aura_jax.torch.AuraSpeechLM",
+               "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base),
+               "r": layout["rank"], "lora_alpha": lo.scale_alpha, "target_modules": layout["targets"],
+               "layers_to_transform": layout["layers"], "layers_pattern": "layers",
+               "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+               "use_rslora": False, "use_dora": False}
+    (out / ADAPTER_CONFIG).write_text(json.dumps(adapter, indent=2))
+    _copy_side_files(base, out, TOKENIZER_FILES)
+    _write_audio_and_config(model, config, base, out, "adapter", "float32", step, audio_token_id, layout, source)
+
+
 def _copy_side_files(base: Path, out: Path, names) -> None:
     for name in names:
         if (base / name).exists():
@@ -355,7 +403,7 @@ def _write_audio_and_config(model, config, base: Path, out: Path, kind: str, dty
             "audio_token_id": int(audio_token_id),
             "prompt": {"system": p.system, "asr_instruction": p.asr_instruction},
             "lora": {"num_layers": len(layout["layers"]), "rank": layout["rank"], "alpha": lo.scale_alpha,
-                     "targets": layout["targets"]},
+                     "targets": layout["targets"], "positions": "audio" if kind == "adapter" else "all"},
             "bidirectional_audio": config.distill.bidirectional_audio,
             "bidirectional_chunk": config.distill.bidirectional_chunk,
             **(source or {})}  # run_dir: which run this is an export of
@@ -372,7 +420,10 @@ def add_export_arguments(p) -> None:
                    help="the Hugging Face Qwen2 directory the run trained on (default: the run's model.llm)")
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
-    p.add_argument("--format", default="merged", choices=FORMATS)
+    p.add_argument("--format", default=None, choices=FORMATS,
+                   help="merged, peft, both (merged/ and peft/), or adapter (a lora.audio_only=true run: adapters "
+                   "at the audio positions only, run by AuraSpeechLM); default: adapter for a lora.audio_only run, "
+                   "else merged")
     p.add_argument("--dtype", default="bfloat16", choices=tuple(DTYPES))
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
 

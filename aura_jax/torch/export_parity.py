@@ -76,6 +76,7 @@ def check_export_parity(run_dir, exported, *, audio=None, prompt: str = "Transcr
     torch_ids = torch_ids[0].tolist()
     if torch_ids != ids:
         raise ParityError(_describe_mismatch(ids, torch_ids, tokenizer.decode))
+    lm.arm(lm.audio_mask)  # an adapter export's adapters act at the audio positions (others ignore it)
     with torch.no_grad():
         theirs = lm.model(inputs_embeds=embeds, attention_mask=mask).logits.float().cpu().numpy()
 

@@ -1,12 +1,16 @@
 """AuraSpeechLM: audio patch embedding + a transformers causal LM, spliced at the
 audio placeholder exactly as in training (docs/EXPORT.md, "Prompt and splice").
 
-    lm = AuraSpeechLM.from_pretrained("exported/")           # merged, peft, or both (merged)
+    lm = AuraSpeechLM.from_pretrained("exported/")           # merged, peft, both (merged), or adapter
     lm.generate("clip.wav", "Transcribe the speech.")         # greedy, stops at eos
 
 Only the audio front end (`aura_jax.audio`, numpy) and the patch embedding
 below are aura_jax code; the LLM is a plain `AutoModelForCausalLM` (or base +
-`peft.PeftModel`)."""
+`peft.PeftModel`). An "adapter" export (a lora.audio_only run) keeps the plain
+`AutoModelForCausalLM` and wraps the Linear modules of its first K layers in
+`AudioOnlyLoRALinear`: y = W x + m ⊙ (α/r)·B A x, m the audio positions of the
+prefill (`AudioGate`); every other call of the model (text-only prompts, the text
+of a stream, each decoded token) runs the base weights exactly."""
 
 from __future__ import annotations
 
@@ -68,6 +72,80 @@ class AudioPatchEmbed(torch.nn.Module):
         return self.norm(self.proj(patches)) + self.positions[first_patch:first_patch + n]
 
 
+class AudioGate:
+    """Where the audio-only adapters act in the model's next call: `arm(mask [batch, time] bool)` before a
+    prefill; the model's forward pre-hook moves it to `active` for that one call, and every later call
+    (each decoded token) has it off, so decoding is the base weights exactly."""
+
+    def __init__(self):
+        self.pending: torch.Tensor | None = None
+        self.active: torch.Tensor | None = None
+
+    def arm(self, mask) -> None:
+        self.pending = None if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+
+    def hook(self, module, args, kwargs):
+        self.active, self.pending = self.pending, None
+
+
+class AudioOnlyLoRALinear(torch.nn.Module):
+    """A Linear plus a LoRA update added only where the gate's mask is on: y = W x + m ⊙ (α/r)·B A x.
+    With the mask off it returns `base(x)` itself (bit for bit the base model)."""
+
+    def __init__(self, base: torch.nn.Linear, lora_a: torch.Tensor, lora_b: torch.Tensor, scale: float,
+                 gate: AudioGate):
+        super().__init__()
+        r, d_in = lora_a.shape
+        if d_in != base.in_features or lora_b.shape != (base.out_features, r):
+            raise ValueError(f"LoRA A {tuple(lora_a.shape)} / B {tuple(lora_b.shape)} do not fit a Linear "
+                             f"{base.in_features} → {base.out_features}")
+        self.base, self.scale, self.gate = base, float(scale), gate
+        self.lora_A = torch.nn.Parameter(lora_a.detach().clone().float(), requires_grad=False)
+        self.lora_B = torch.nn.Parameter(lora_b.detach().clone().float(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        m = self.gate.active
+        if m is None:
+            return y
+        if tuple(m.shape) != tuple(x.shape[:-1]):
+            raise ValueError(f"the audio mask {tuple(m.shape)} does not match the input {tuple(x.shape[:-1])}")
+        dtype = self.base.weight.dtype
+        update = (x.to(dtype) @ self.lora_A.to(dtype).T) @ self.lora_B.to(dtype).T
+        update = torch.where(m.to(x.device)[..., None], update, torch.zeros((), dtype=update.dtype, device=x.device))
+        return y + self.scale * update
+
+
+def wrap_audio_only(model, path: Path, adapter: dict) -> AudioGate:
+    """Wrap the Linear modules named in `audio_lora.safetensors` (PEFT names) in `AudioOnlyLoRALinear`;
+    the model stays a plain AutoModelForCausalLM. Returns the gate its prefill arms."""
+    from aura_jax.torch.export import ADAPTER_WEIGHTS
+
+    tensors = load_file(str(path / ADAPTER_WEIGHTS))
+    scale = float(adapter["lora_alpha"]) / float(adapter["r"])
+    gate, prefix, done = AudioGate(), "base_model.model.", set()
+    for name, a in tensors.items():
+        if not name.endswith(".lora_A.weight"):
+            continue
+        module_name = name[len(prefix):-len(".lora_A.weight")] if name.startswith(prefix) else None
+        b = tensors.get(name.replace(".lora_A.", ".lora_B."))
+        parent_name, _, child = (module_name or "").rpartition(".")
+        try:
+            parent = model.get_submodule(parent_name)
+        except AttributeError:
+            parent = None
+        base = getattr(parent, child, None) if parent is not None else None
+        if b is None or not isinstance(base, torch.nn.Linear):
+            raise ValueError(f"{path / ADAPTER_WEIGHTS}: {name} names no Linear of the base model (or lacks lora_B)")
+        setattr(parent, child, AudioOnlyLoRALinear(base, a, b.to(a.dtype), scale, gate))
+        done.add(module_name)
+    expected = len(adapter["layers_to_transform"]) * len(adapter["target_modules"])
+    if len(done) != expected:
+        raise ValueError(f"{path / ADAPTER_WEIGHTS}: {len(done)} adapters, its config names {expected}")
+    model.register_forward_pre_hook(gate.hook, with_kwargs=True)
+    return gate
+
+
 def _resolve_dir(path: Path, variant: str | None) -> Path:
     """The directory holding the model: `path`, or `path/merged|peft` for a format-"both" export."""
     if variant is not None and variant not in VARIANTS:
@@ -100,6 +178,12 @@ class AuraSpeechLM:
         self.audio_token, self.audio_token_id = aura["audio_token"], int(aura["audio_token_id"])
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_token_ids = _eos_ids(model, tokenizer)
+        self.gate: AudioGate | None = None  # an "adapter" export: where its audio-only adapters act
+
+    def arm(self, audio_mask) -> None:
+        """The audio positions [batch, time] of the model's next call (adapter exports; others ignore it)."""
+        if self.gate is not None:
+            self.gate.arm(audio_mask)
 
     @classmethod
     def from_pretrained(cls, path, *, device: str = "cpu", dtype=None, base=None,
@@ -108,7 +192,8 @@ class AuraSpeechLM:
 
         merged (model weights in the directory): `AutoModelForCausalLM.from_pretrained(path)`;
         peft (`adapter_config.json`): `base` (default: aura_config's `base_model`) + `PeftModel`;
-        both (`merged/` and `peft/`): merged unless `variant="peft"`.
+        both (`merged/` and `peft/`): merged unless `variant="peft"`;
+        adapter (`audio_lora_config.json`, a lora.audio_only run): `base` + `AudioOnlyLoRALinear` wrappers.
         `dtype` (torch dtype or "float32"/"bfloat16"/"float16") defaults to the export's dtype.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,17 +207,23 @@ class AuraSpeechLM:
             raise ValueError(f"{config_file}: format {aura.get('format')!r}, this runner reads {EXPORT_FORMAT!r}")
         _check_causal(aura)  # before loading gigabytes of weights
         torch_dtype = _torch_dtype(dtype, aura)
-        if any((path / f).exists() for f in _WEIGHT_FILES):
+        from aura_jax.torch.export import ADAPTER_CONFIG
+
+        gate = None
+        if aura.get("kind") == "adapter" or (path / ADAPTER_CONFIG).exists():
+            if not (path / ADAPTER_CONFIG).exists():
+                raise FileNotFoundError(f"{path}: an adapter export without {ADAPTER_CONFIG}")
+            adapter = json.loads((path / ADAPTER_CONFIG).read_text())
+            if adapter.get("positions") != "audio":
+                raise ValueError(f"{path / ADAPTER_CONFIG}: positions {adapter.get('positions')!r}, expected 'audio'")
+            model = AutoModelForCausalLM.from_pretrained(_base_dir(base, aura, path, config_file), dtype=torch_dtype)
+            gate = wrap_audio_only(model, path, adapter)
+        elif any((path / f).exists() for f in _WEIGHT_FILES):
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
         elif (path / "adapter_config.json").exists():
             from peft import PeftModel
 
-            base_dir = base or aura.get("base_model")
-            if not base_dir:
-                raise ValueError(f"{path}: a PEFT export needs base=... (aura_config.json names no base_model)")
-            if not os.path.exists(base_dir) and os.path.isabs(str(base_dir)):
-                raise FileNotFoundError(f"base model {base_dir} (from {config_file}) does not exist; pass base=DIR")
-            model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(_base_dir(base, aura, path, config_file), dtype=torch_dtype)
             model = PeftModel.from_pretrained(model, str(path))
         else:
             raise FileNotFoundError(f"{path}: neither model weights (model.safetensors) nor adapter_config.json")
@@ -141,7 +232,9 @@ class AuraSpeechLM:
         a = aura["audio"]
         embed = AudioPatchEmbed.from_file(path / "audio_embed.safetensors", a["patch_frames"],
                                           a.get("layer_norm_eps", 1e-5)).to(device).eval()
-        return cls(model, tokenizer, embed, aura, device)
+        lm = cls(model, tokenizer, embed, aura, device)
+        lm.gate = gate
+        return lm
 
     # -- inputs ----------------------------------------------------------------
     def features(self, audio, sampling_rate: int | None = None) -> np.ndarray:
@@ -183,19 +276,34 @@ class AuraSpeechLM:
 
     def _row(self, ids: list[int], features: np.ndarray) -> torch.Tensor:
         """Spliced embeddings [T + N - 1, d] of one row."""
+        return self._row_and_mask(ids, features)[0]
+
+    def _row_and_mask(self, ids: list[int], features: np.ndarray):
+        """(spliced embeddings [T + N - 1, d], audio positions [T + N - 1] bool) of one row."""
         embed_tokens = self.model.get_input_embeddings()
         with torch.no_grad():
             text = embed_tokens(torch.as_tensor(ids, device=self.device))
             audio = self.audio_embed(torch.as_tensor(features[None], device=self.device))[0]
         at = ids.index(self.audio_token_id)
-        return torch.cat([text[:at], audio.to(text.dtype), text[at + 1:]])
+        row = torch.cat([text[:at], audio.to(text.dtype), text[at + 1:]])
+        mask = torch.zeros(row.shape[0], dtype=torch.bool, device=self.device)
+        mask[at:at + audio.shape[0]] = True
+        return row, mask
 
     def prepare(self, audio, prompt: str, sampling_rate: int | None = None):
-        """(inputs_embeds [1, T+N-1, d], attention_mask [1, T+N-1], input_ids [1, T]) for one clip."""
+        """(inputs_embeds [1, T+N-1, d], attention_mask [1, T+N-1], input_ids [1, T]) for one clip.
+        (`audio_mask(...)` gives where its audio is, for the adapters of an "adapter" export.)"""
         ids = self.prompt_ids(prompt)
-        embeds = self._row(ids, self.features(audio, sampling_rate))[None]
+        row, audio = self._row_and_mask(ids, self.features(audio, sampling_rate))
+        embeds = row[None]
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
+        self._audio_mask = audio[None]
         return embeds, mask, torch.as_tensor([ids], device=self.device)
+
+    @property
+    def audio_mask(self) -> torch.Tensor:
+        """The audio positions [B, L] bool of the last `prepare` / `prepare_batch`."""
+        return self._audio_mask
 
     def prepare_batch(self, audios, prompts, sampling_rate: int | None = None):
         """Left-padded batch (generation appends on the right): inputs_embeds [B, L, d] (zeros at
@@ -206,13 +314,17 @@ class AuraSpeechLM:
         if len(prompts) != len(audios) or not audios:
             raise ValueError(f"{len(audios)} clips and {len(prompts)} prompts: need the same non-zero number")
         id_rows = [self.prompt_ids(p) for p in prompts]
-        rows = [self._row(ids, self.features(a, sampling_rate)) for ids, a in zip(id_rows, audios)]
+        pairs = [self._row_and_mask(ids, self.features(a, sampling_rate)) for ids, a in zip(id_rows, audios)]
+        rows = [r for r, _ in pairs]
         length = max(r.shape[0] for r in rows)
         embeds = rows[0].new_zeros(len(rows), length, rows[0].shape[1])
         mask = torch.zeros(len(rows), length, dtype=torch.long, device=self.device)
-        for i, r in enumerate(rows):
+        audio = torch.zeros(len(rows), length, dtype=torch.bool, device=self.device)
+        for i, (r, m) in enumerate(pairs):
             embeds[i, length - r.shape[0]:] = r
             mask[i, length - r.shape[0]:] = 1
+            audio[i, length - r.shape[0]:] = m
+        self._audio_mask = audio
         width = max(map(len, id_rows))
         ids = torch.as_tensor([[self.pad_token_id] * (width - len(r)) + r for r in id_rows], device=self.device)
         return embeds, mask, ids
@@ -221,11 +333,12 @@ class AuraSpeechLM:
     def logits(self, audio, prompt: str, sampling_rate: int | None = None) -> torch.Tensor:
         """Next-token logits [1, T+N-1, vocab] over the spliced sequence (float32)."""
         embeds, mask, _ = self.prepare(audio, prompt, sampling_rate)
+        self.arm(self.audio_mask)
         with torch.no_grad():
             return self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
 
     def _generate(self, max_new_tokens: int, do_sample: bool, kwargs: dict, **inputs):
-        """(model.generate output, the eos ids it stopped at)."""
+        """(model.generate output, the eos ids it stopped at). An armed gate is consumed by the prefill."""
         eos = kwargs.pop("eos_token_id", None)
         eos = self.eos_token_ids if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
         kwargs.setdefault("pad_token_id", self.pad_token_id)
@@ -249,6 +362,7 @@ class AuraSpeechLM:
         """Generated token ids per clip (eos and what follows removed); greedy unless do_sample.
         Extra kwargs go to `model.generate` (e.g. eos_token_id, min_new_tokens)."""
         embeds, mask, _ = self.prepare_batch(audios, prompts, sampling_rate)
+        self.arm(self.audio_mask)  # the prefill's audio positions; the decoding steps run with the gate off
         # With inputs_embeds and no input_ids, generate returns only the new tokens.
         out, eos = self._generate(max_new_tokens, do_sample, kwargs, inputs_embeds=embeds, attention_mask=mask)
         return [self._trim(row, eos) for row in out]
@@ -281,6 +395,15 @@ class AuraSpeechLM:
         out, eos = self._generate(max_new_tokens, do_sample, kwargs, input_ids=ids,
                                   attention_mask=torch.ones_like(ids))
         return self.tokenizer.decode(self._trim(out[0, ids.shape[1]:], eos), skip_special_tokens=True)
+
+
+def _base_dir(base, aura: dict, path: Path, config_file: Path) -> str:
+    base_dir = base or aura.get("base_model")
+    if not base_dir:
+        raise ValueError(f"{path}: this export needs base=... (aura_config.json names no base_model)")
+    if not os.path.exists(base_dir) and os.path.isabs(str(base_dir)):
+        raise FileNotFoundError(f"base model {base_dir} (from {config_file}) does not exist; pass base=DIR")
+    return str(base_dir)
 
 
 def _check_causal(aura: dict) -> None:

@@ -59,6 +59,7 @@ class TorchAuraStream(SpeechStream):
         mel = torch.as_tensor(frames[None, :, :valid_patches * self.patch_frames], device=self.lm.device)
         with torch.no_grad():
             audio = self.lm.audio_embed(mel, first_patch)
+        self.lm.arm(torch.ones(audio.shape[:2], dtype=torch.bool))  # audio: an adapter export's adapters act here
         self._forward(inputs_embeds=audio.to(self.lm.model.get_input_embeddings().weight.dtype))
 
     def _answer(self) -> str:

@@ -40,6 +40,7 @@ class AuraSystem:
         import torch
 
         embeds, mask, _ = self.lm.prepare(clip, question)
+        self.lm.arm(self.lm.audio_mask)  # an adapter export: its adapters at the audio positions of the prefill
         with torch.no_grad():
             out = self.lm.model.generate(inputs_embeds=embeds, attention_mask=mask,
                                          **generate_kwargs(max_new_tokens, fixed))
