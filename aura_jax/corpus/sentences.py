@@ -366,9 +366,12 @@ def test_words(test_sentences=()) -> set[str]:
 
 
 def select_covering(candidates: list[str], targets: set[str], count: int, num_voices: int, *, min_heard: int,
-                    min_voices: int) -> list[tuple[str, int]]:
+                    min_voices: int, engine_of: list[str] | None = None,
+                    min_engines: int = 1) -> list[tuple[str, int]]:
     """`count` (sentence, voice index) pairs from `candidates` in which every target word is heard at least
     `min_heard` times by at least `min_voices` voices; voices go round-robin over the picks.
+
+    `engine_of` (one engine per voice index): each target word is also heard from `min_engines` engines.
 
     Rarest word first: while a word is short of its count or its voices, the next unused candidate that
     carries it is taken (the common words come along in those sentences); then the rest fill up in order.
@@ -376,6 +379,9 @@ def select_covering(candidates: list[str], targets: set[str], count: int, num_vo
     coverage alone needs more than `count` sentences."""
     heard: Counter = Counter()
     voices: dict[str, set[int]] = {w: set() for w in targets}
+    engines: dict[str, set[str]] = {w: set() for w in targets}
+    engine_of = engine_of or ["one"] * num_voices
+    min_engines = min(min_engines, len(set(engine_of)))
     spoken = [[w for w in set(words(s)) if w in voices] for s in candidates]
     carriers: dict[str, list[int]] = {w: [] for w in targets}
     for i, ws in enumerate(spoken):
@@ -384,7 +390,7 @@ def select_covering(candidates: list[str], targets: set[str], count: int, num_vo
     taken, picked = set(), []
 
     def short(w: str) -> bool:
-        return heard[w] < min_heard or len(voices[w]) < min_voices
+        return heard[w] < min_heard or len(voices[w]) < min_voices or len(engines[w]) < min_engines
 
     def take(i: int) -> None:
         v = len(picked) % num_voices
@@ -393,6 +399,7 @@ def select_covering(candidates: list[str], targets: set[str], count: int, num_vo
         for w in spoken[i]:
             heard[w] += 1
             voices[w].add(v)
+            engines[w].add(engine_of[v])
 
     for w in sorted(targets, key=lambda w: (len(carriers[w]), w)):
         while short(w):  # the carrier that also helps the most other short words (ties: candidate order)

@@ -27,20 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from aura_jax.corpus import sentences as text
+from aura_jax.corpus import voices
 from aura_jax.corpus.augment import Augment, augment
 from aura_jax.corpus.common import atomic_dir
 from aura_jax.corpus.make import TSV_COLUMNS, _wav_bytes, voice_column
 
-VERSION = 3  # 2: plural nouns ("sheep", "mice", not "sheeps"); 3: every test word heard (issue 33)
-TRAIN_VOICES = (("espeak-ng", "en-us"), ("espeak-ng", "en-gb"), ("espeak-ng", "en-us+f3"),
-                ("espeak-ng", "en-gb-x-rp"), ("espeak-ng", "en-029"), ("espeak-ng", "en+m3"),
-                ("flite", "awb"), ("flite", "rms"))
-GROUPS = {
-    "trained": (("espeak-ng", "en-us"), ("flite", "awb")),
-    "heldout_voices": (("espeak-ng", "en-gb-scotland"), ("flite", "slt"), ("flite", "kal16")),
-    "heldout_engine": (("festival", "slt_hts"), ("festival", "kal_diphone")),
-}
+VERSION = 4  # 2: plural nouns ("sheep", "mice", not "sheeps"); 3: every test word heard (issue 33);
+# 4: hundreds of speakers from four engines (corpus/voices.py), client_id = speaker id (issue 42)
+TRAIN_SPEAKERS = voices.inventory()
+TRAIN_VOICES = tuple((s.engine, s.voice) for s in TRAIN_SPEAKERS)  # (engine, voice) per speaker
+GROUPS = voices.GROUPS
 ESPEAK_SPEED, ESPEAK_PITCH = (140, 185), (35, 65)
+# heldout_neural speaks heldout_voices' sentences: the same text by an unheard neural voice, and no new
+# test words to cover
+SAME_SENTENCES = {"heldout_neural": "heldout_voices"}
+MIN_ENGINES = 2  # every test word is heard from at least this many engines
 SPOKEN_QA_DIR = "spoken_qa_train"  # make_spoken_questions
 
 
@@ -53,24 +54,33 @@ def group_of(col: str) -> str:
     return next(g for g, voices in GROUPS.items() if col in {column(*v) for v in voices})
 
 
-def _speak(engine: str, voice: str, sentence: str, rng) -> np.ndarray:
+def _speak(speaker: voices.Speaker, sentence: str, rng) -> np.ndarray:
     from aura_jax.synth import speak, speak_with
 
-    if engine == "espeak-ng":  # espeak-ng alone takes a tempo and pitch: vary them per clip
-        return speak(sentence, voice=voice, speed=int(rng.integers(*ESPEAK_SPEED)), pitch=int(rng.integers(*ESPEAK_PITCH)))
-    return speak_with(engine, voice, sentence)
+    p = speaker.param
+    if speaker.engine == "espeak-ng":  # a tempo per clip, a pitch within the speaker's band
+        pitch = voices.ESPEAK_PITCH_BANDS[p["pitch"]] if "pitch" in p else ESPEAK_PITCH
+        return speak(sentence, voice=speaker.voice, speed=int(rng.integers(*ESPEAK_SPEED)),
+                     pitch=int(rng.integers(*pitch)))
+    if speaker.engine == "piper":
+        from aura_jax.corpus import engines
+        return engines.piper(sentence, noise=p.get("noise", 0.667), length=p.get("length", 1.0))
+    if speaker.engine == "kokoro":
+        from aura_jax.corpus import engines
+        return engines.kokoro(sentence, speaker.styles)
+    return speak_with(speaker.engine, speaker.voice, sentence)
 
 
 def _clip(job) -> tuple[bytes, dict]:
-    engine, voice, sentence, seed, spec = job
+    speaker, sentence, seed, spec = job
     rng = np.random.default_rng(seed)
-    wave, done = augment(_speak(engine, voice, sentence, rng), spec, rng)
+    wave, done = augment(_speak(speaker, sentence, rng), spec, rng)
     return _wav_bytes(wave), done
 
 
-def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spec: Augment, workers: int,
+def _write_asr(root: Path, rows: list[tuple[str, voices.Speaker, str]], seed: int, spec: Augment, workers: int,
                name: str | None = None, extra: dict[str, list[str]] | None = None) -> list[dict]:
-    """rows: (group, engine, voice, sentence) → CommonVoice layout; returns each clip's augmentation.
+    """rows: (group, speaker, sentence) → CommonVoice layout (client_id: the speaker's id, accent: its voice); returns each clip's augmentation.
     Clips are called {name}_{i}.wav (name: the directory's); `extra` adds TSV columns (name → one value
     per row; tabs and newlines become spaces)."""
     extra = extra or {}
@@ -78,31 +88,32 @@ def _write_asr(root: Path, rows: list[tuple[str, str, str, str]], seed: int, spe
     from tqdm import tqdm
 
     (root / "clips").mkdir(parents=True)
-    jobs = [(e, v, s, [seed, i], spec) for i, (_, e, v, s) in enumerate(rows)]
+    jobs = [(sp, s, [seed, i], spec) for i, (_, sp, s) in enumerate(rows)]
     with ThreadPoolExecutor(workers) as pool:
         clips = list(tqdm(pool.map(_clip, jobs), total=len(jobs), desc=name, leave=False, disable=len(jobs) < 50))
     with open(root / "validated.tsv", "w", encoding="utf-8", newline="") as f:
         f.write("\t".join((*TSV_COLUMNS, *extra)) + "\n")
-        for i, ((group, e, v, s), (data, _)) in enumerate(zip(rows, clips)):
+        for i, ((group, sp, s), (data, _)) in enumerate(zip(rows, clips)):
             clip = f"{name}_{i:06d}.wav"
             (root / "clips" / clip).write_bytes(data)
             more = [str(values[i]).replace("\t", " ").replace("\n", " ") for values in extra.values()]
-            f.write("\t".join((group, clip, s, "2", "0", "", "", column(e, v), "en", *more)) + "\n")
+            f.write("\t".join((sp.id, clip, s, "2", "0", "", "", column(sp.engine, sp.voice), "en", *more)) + "\n")
     return [done for _, done in clips]
 
 
-def _write_sdqa(path: Path, questions: list[tuple[str, list[str], str]], seed: int, workers: int) -> None:
+def _write_sdqa(path: Path, questions: list[tuple[str, list[str], str]], seed: int, workers: int,
+                groups: dict = GROUPS) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    voices = [v for group in GROUPS.values() for v in group]
-    jobs = [(e, v, q, [seed, 9, i, j], Augment.none()) for i, (q, _, _) in enumerate(questions)
-            for j, (e, v) in enumerate(voices)]
+    tested = [v for group in groups.values() for v in group]
+    jobs = [(voices.Speaker(e, v), q, [seed, 9, i, j], Augment.none()) for i, (q, _, _) in enumerate(questions)
+            for j, (e, v) in enumerate(tested)]
     with ThreadPoolExecutor(workers) as pool:
         wavs = iter([data for data, _ in pool.map(_clip, jobs)])
-    cells: dict = {column(*v): [] for v in voices}
+    cells: dict = {column(*v): [] for v in tested}
     for i in range(len(questions)):
-        for v in voices:
+        for v in tested:
             cells[column(*v)].append({"bytes": next(wavs), "path": f"q{i:04d}_{column(*v)}.wav"})
     audio = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     table = pa.table({"id": [f"q{i:04d}" for i in range(len(questions))], "question": [q for q, _, _ in questions],
@@ -159,7 +170,8 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
                        max_questions: int | None = None, min_heard: int = 20, min_voices: int = 4,
                        max_text_qa: int | None = None, max_open_qa: int | None = None, seed: int = 0,
                        spec: Augment = Augment(), instruction: str = "Give a simple one sentence answer.",
-                       system: str = "You are a helpful assistant.", workers: int = 2, log=print) -> dict:
+                       system: str = "You are a helpful assistant.", workers: int = 2,
+                       engines: tuple[str, ...] = voices.ENGINES, log=print) -> dict:
     """Write the corpus (module docstring); returns its summary (also corpus.json). Cached by parameters;
     written to a temporary sibling and renamed, so a crash leaves no half-written corpus.
 
@@ -174,7 +186,7 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
               "num_test_sentences": num_test_sentences, "max_questions": max_questions, "max_text_qa": max_text_qa,
               "max_open_qa": max_open_qa, "min_heard": min_heard, "min_voices": min_voices,
               "augment": [list(x) if isinstance(x, tuple) else x for x in vars(spec).values()],
-              "instruction": instruction, "system": system}
+              "instruction": instruction, "system": system, "engines": list(engines)}
     stamp = out / "corpus.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
         return json.loads(stamp.read_text())
@@ -182,13 +194,18 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
         raise RuntimeError("the real-model corpus needs espeak-ng, flite and festival: bash scripts/setup_env.sh "
                            "(apt-get install espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k)")
     start = time.perf_counter()
+    TRAIN_SPEAKERS = voices.inventory(tuple(engines))  # noqa: N806 (the module's, or fewer engines)
+    GROUPS = {g: vs for g, vs in voices.GROUPS.items() if all(e in engines or e == "festival" for e, _ in vs)}  # noqa
     asked = [q for q, _, _ in text.TEST_QUESTIONS]
-    test_pool = text.sentences(seed, num_test_sentences * len(GROUPS), exclude=asked)
+    text_groups = [g for g in GROUPS if g not in SAME_SENTENCES]  # the neural group reads heldout_voices' text
+    test_pool = text.sentences(seed, num_test_sentences * len(text_groups), exclude=asked)
     targets = text.test_words(test_pool)
     train = text.select_covering(text.candidates(seed, 200, exclude=asked + test_pool), targets, num_train_sentences,
-                                 len(TRAIN_VOICES), min_heard=min_heard, min_voices=min_voices)
-    train_rows = [("trained", *TRAIN_VOICES[v], s) for s, v in train]
+                                 len(TRAIN_SPEAKERS), min_heard=min_heard, min_voices=min_voices,
+                                 engine_of=[s.engine for s in TRAIN_SPEAKERS], min_engines=MIN_ENGINES)
+    train_rows = [("trained", TRAIN_SPEAKERS[v], s) for s, v in train]
     heard = text.coverage([(s, v) for s, v in train], targets)
+    engines_heard = text.coverage([(s, TRAIN_SPEAKERS[v].engine) for s, v in train], targets)
     questions = text.TEST_QUESTIONS[:max_questions] if max_questions else text.TEST_QUESTIONS
     log(f"gold filter: the LLM reads {len(questions)} test questions")
     gold = _llm_answers(llm_dir, [q for q, _, _ in questions], system, instruction, 32)
@@ -201,12 +218,14 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
     text_qa = [(q, a) for (q, refs), (a, ended) in zip(candidates, answers) if ended and contains(a, refs)]
     text_qa += [(q, a) for q, (a, ended) in zip(opened, answers[len(candidates):]) if ended and a]
     test_rows = []
-    for g, (group, voices) in enumerate(GROUPS.items()):
+    for group, vs in GROUPS.items():
+        g = text_groups.index(SAME_SENTENCES.get(group, group))
         chunk = test_pool[g * num_test_sentences:(g + 1) * num_test_sentences]
-        test_rows += [(group, *voices[i % len(voices)], s) for i, s in enumerate(chunk)]
+        test_rows += [(group, voices.Speaker(*vs[i % len(vs)]), s) for i, s in enumerate(chunk)]
     with atomic_dir(out) as tmp:
         log(f"speech: {len(train_rows)} training clips, {len(test_rows)} test clips, {len(kept)} questions × "
-            f"{sum(map(len, GROUPS.values()))} voices")
+            f"{sum(map(len, GROUPS.values()))} voices; {len(TRAIN_SPEAKERS)} training speakers "
+            f"{voices.summary(TRAIN_SPEAKERS)['per_engine']}")
         done = _write_asr(tmp / "asr_train", train_rows, seed, spec, workers)
         for group in GROUPS:  # one set per group: eval scores each, the learning curves read their first clips
             _write_asr(tmp / f"asr_test_{group}", [r for r in test_rows if r[0] == group], seed + 1,
@@ -214,8 +233,11 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
         with open(tmp / "text_qa.jsonl", "w", encoding="utf-8") as f:
             for q, a in text_qa:
                 f.write(json.dumps({"question": f"{q}\n{instruction}", "answer": a}) + "\n")
-        _write_sdqa(tmp / "sdqa" / "dev.parquet", kept, seed, workers)
-        summary = {"params": params, "train_voices": [column(*v) for v in TRAIN_VOICES],
+        _write_sdqa(tmp / "sdqa" / "dev.parquet", kept, seed, workers, GROUPS)
+        used = sorted({v for _, v in train})
+        summary = {"params": params, "train_voices": [TRAIN_SPEAKERS[v].id for v in used],
+                   "speakers": {**voices.summary([TRAIN_SPEAKERS[v] for v in used]),
+                                "clips_per_engine": _per_engine(train_rows)},
                    "groups": {g: [column(*v) for v in vs] for g, vs in GROUPS.items()},
                    "gold": [{"question": q, "answers": a, "kind": k, "gold": g, "kept": (q, a, k) in kept}
                             for (q, a, k), g in zip(questions, gold)],
@@ -223,10 +245,20 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
                               "text_qa_candidates": len(candidates) + len(opened), "test_questions": len(questions),
                               "sdqa_questions": len(kept), "sdqa_items": len(kept) * sum(map(len, GROUPS.values()))},
                    "augmented": {k: sum(k in d for d in done) for k in ("speed", "band", "snr_db")},
-                   "coverage": coverage_summary(heard, [q for q, _, _ in questions], test_pool, min_heard, min_voices),
+                   "coverage": {**coverage_summary(heard, [q for q, _, _ in questions], test_pool, min_heard,
+                                                   min_voices),
+                                "min_engines": MIN_ENGINES, "fewest_engines": min((e for _, e in engines_heard.values()),
+                                                                                default=None)},
                    "seconds": round(time.perf_counter() - start, 1)}
         (tmp / "corpus.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _per_engine(rows) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _, sp, _ in rows:
+        out[sp.engine] = out.get(sp.engine, 0) + 1
+    return out
 
 
 def coverage_summary(heard: dict[str, tuple[int, int]], questions: list[str], test_sentences: list[str],
@@ -259,7 +291,7 @@ def make_spoken_questions(corpus_dir, *, voices_per_question: int = 3, seed: int
     source = root / "text_qa.jsonl"
     if not source.is_file():
         raise FileNotFoundError(f"{source}: build the corpus first (make_spoken_corpus)")
-    params = {"version": 1, "seed": int(seed), "voices_per_question": voices_per_question,
+    params = {"version": 2, "seed": int(seed), "voices_per_question": voices_per_question,
               "text_qa_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
               "augment": [list(x) if isinstance(x, tuple) else x for x in vars(spec).values()]}
     stamp = out / "spoken_qa.json"
@@ -274,11 +306,14 @@ def make_spoken_questions(corpus_dir, *, voices_per_question: int = 3, seed: int
     asked = {q.lower() for q, _, _ in text.TEST_QUESTIONS}
     if any(q.lower() in asked for q, _ in pairs):
         raise ValueError(f"{source}: holds a test question; spoken training questions must not")
+    stamp_in = root / "corpus.json"
+    built = json.loads(stamp_in.read_text()).get("params", {}) if stamp_in.is_file() else {}
+    TRAIN_SPEAKERS = voices.inventory(tuple(built.get("engines", voices.ENGINES)))  # noqa: N806: the corpus's
     rng = np.random.default_rng([seed, 7])
     rows, answers = [], []
     for q, a in pairs:
-        for v in rng.choice(len(TRAIN_VOICES), size=min(voices_per_question, len(TRAIN_VOICES)), replace=False):
-            rows.append(("trained", *TRAIN_VOICES[int(v)], q))
+        for v in rng.choice(len(TRAIN_SPEAKERS), size=min(voices_per_question, len(TRAIN_SPEAKERS)), replace=False):
+            rows.append(("trained", TRAIN_SPEAKERS[int(v)], q))
             answers.append(a)
     log(f"spoken questions: {len(pairs)} × {voices_per_question} training voices = {len(rows)} clips")
     with atomic_dir(out) as tmp:

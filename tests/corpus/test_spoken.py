@@ -14,7 +14,8 @@ from aura_jax.data.sources import Row, read_commonvoice, read_qa_jsonl
 from aura_jax.evaluate.datasets import read_sdqa
 from aura_jax.evaluate.metrics import contains
 
-TINY = dict(num_train_sentences=10, num_test_sentences=4, max_questions=3, max_text_qa=5, max_open_qa=3, min_heard=0, min_voices=0)
+TINY = dict(num_train_sentences=10, num_test_sentences=4, max_questions=3, max_text_qa=5, max_open_qa=3, min_heard=0, min_voices=0,
+            engines=("espeak-ng", "flite"))  # the neural engines' wheels: tests/corpus/test_voices.py
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,15 @@ def test_sets_in_the_layouts_the_readers_take(spoken):
     assert set(accents(out / "asr_train")) <= {column(*v) for v in TRAIN_VOICES}
     heard = set()
     for group, voices in GROUPS.items():
+        if group not in summary["groups"]:  # heldout_neural: kokoro, left out of TINY
+            continue
         rows = list(read_commonvoice(SourceConfig(type="commonvoice", path=str(out / f"asr_test_{group}")), prompt))
         assert len(rows) == 4 and set(accents(out / f"asr_test_{group}")) <= {column(*v) for v in voices}
         assert not {r.text for r in rows} & {r.text for r in train}
         heard |= {r.text for r in rows}
         assert rows[0].audio.load().shape[0] > 8000
     assert not heard & {q for q, _, _ in sentences.TEST_QUESTIONS}
-    assert summary["groups"] == {g: [column(*v) for v in vs] for g, vs in GROUPS.items()}
+    assert summary["groups"] == {g: [column(*v) for v in vs] for g, vs in GROUPS.items() if g != "heldout_neural"}
 
 
 def test_spoken_questions_are_the_ones_the_llm_answers_right(spoken):
