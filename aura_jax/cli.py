@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "round-robin in one process (the teacher's window, the dot dtype)")
     _lazy(p, "aura_jax.bench.variants", "add_arguments", "main")
 
+    p = sub.add_parser("bench-profile", help="time per HLO op of the compiled training step, by kind (dots by "
+                                             "dtype, converts, copies, ...) and part (jax.profiler trace)")
+    _lazy(p, "aura_jax.bench.profile", "add_arguments", "main")
+
     p = sub.add_parser("bench-teacher-window", help="the distillation targets and teacher time when Whisper "
                                                     "hears the clip's bucket instead of its 30 s window")
     _lazy(p, "aura_jax.bench.teacher_window", "add_arguments", "main")
