@@ -198,3 +198,27 @@ def test_greedy_batched_answers_equal_jax_and_decoding_is_the_base(audio_only_ru
                                            max_new_tokens=n, eos_token_id=[], pad_token_id=0))[0].tolist()
         assert row == jax_ids
         assert row == lm.generate_ids([w], PROMPT, max_new_tokens=n, min_new_tokens=n)[0]  # batch = alone
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_the_stream_in_uneven_pieces_gives_the_offline_logits_and_answer(lm, chunk):
+    """The torch stream arms the gate for each audio chunk only (prefix, suffix, decoding: base weights):
+    its logits and greedy answer are one-shot prefill's with the audio mask (itself checked against JAX)."""
+    frames = np.random.default_rng(chunk).standard_normal((lm.aura["audio"]["n_mels"], 130)).astype(np.float32)
+    stream = lm.stream(PROMPT, chunk_patches=chunk, max_new_tokens=8, keep_logits=True)
+    for i in range(0, 130, 11):  # pieces unrelated to patches (10 frames) or chunks
+        stream.feed_features(frames[:, i:i + 11])
+    answer = stream.finish()
+    ids = lm.prompt_ids(PROMPT)
+    row, audio = lm._row_and_mask(ids, frames)
+    with torch.no_grad():
+        lm.arm(audio[None])
+        logits = lm.model(inputs_embeds=row[None]).logits[0].float()
+        lm.arm(audio[None])
+        out = lm.model.generate(inputs_embeds=row[None], attention_mask=torch.ones((1, row.shape[0]), dtype=torch.long),
+                                max_new_tokens=8, do_sample=False, eos_token_id=lm.eos_token_ids,
+                                pad_token_id=lm.pad_token_id)
+    want = lm._trim(out[0], lm.eos_token_ids)
+    torch.testing.assert_close(stream.logits(), logits, atol=1e-5 * float(logits.abs().max()), rtol=0)
+    assert stream.answer_ids == want and answer == lm.tokenizer.decode(want, skip_special_tokens=True)
+    assert stream.chunks_prefilled == -(-13 // chunk)

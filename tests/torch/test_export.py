@@ -38,7 +38,7 @@ def test_layouts(exported):
     aura = json.loads((merged / "aura_config.json").read_text())
     assert aura["audio"]["num_audio_tokens"] == 300 and aura["lora"] == {
         "num_layers": 2, "rank": 8, "alpha": 16.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                               "up_proj", "down_proj"]}
+                                                               "up_proj", "down_proj"], "positions": "all"}
     adapter = json.loads((peft / "adapter_config.json").read_text())
     assert adapter["layers_to_transform"] == [0, 1] and adapter["r"] == 8 and adapter["lora_alpha"] == 16.0
 
@@ -165,12 +165,13 @@ def test_reexport_replaces_a_complete_export_but_not_other_dirs(tiny_run_dir, ti
         export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "precious", format="peft", overwrite=True)
 
 
-@pytest.mark.parametrize("format", ["merged", "peft"])
+@pytest.mark.parametrize("format", ["merged", "peft", "both"])
 def test_a_run_with_audio_only_adapters_is_refused_and_nothing_written(tiny_run_dir, tiny_qwen2_dir, tmp_path, format):
-    """lora.audio_only: neither a merged kernel nor a PEFT adapter acts at the audio positions only."""
+    """lora.audio_only: neither a merged kernel nor a PEFT adapter acts at the audio positions only; such a
+    run exports as --format adapter (tests/torch/test_audio_only.py)."""
     from aura_jax.config import ConfigError
 
-    with pytest.raises(ConfigError, match="lora.audio_only=true .* cannot be exported to PyTorch"):
+    with pytest.raises(ConfigError, match="lora.audio_only=true .* use --format adapter"):
         export(tiny_run_dir, tiny_qwen2_dir, tmp_path / "out", format=format, overrides=["lora.audio_only=true"])
     assert os.listdir(tmp_path) == []
 
