@@ -222,3 +222,21 @@ def test_the_stream_in_uneven_pieces_gives_the_offline_logits_and_answer(lm, chu
     torch.testing.assert_close(stream.logits(), logits, atol=1e-5 * float(logits.abs().max()), rtol=0)
     assert stream.answer_ids == want and answer == lm.tokenizer.decode(want, skip_special_tokens=True)
     assert stream.chunks_prefilled == -(-13 // chunk)
+
+
+def test_serve_export_and_serve_run_give_the_same_answer(audio_only_run, exported):
+    """`aura-jax serve EXPORT` (PyTorch, AudioOnlyLoRALinear) and `serve RUN` (JAX, AuraStream) answer the
+    same spoken question with the same token ids (greedy, 6 tokens)."""
+    from aura_jax.serve.answerers import DEFAULT_PROMPT, JaxAura, TorchAura, load_aura
+
+    rng = np.random.default_rng(3)
+    wave = (rng.standard_normal(16000) * 0.1).astype(np.float32)
+    answers = {}
+    for model in (exported, audio_only_run):
+        aura = load_aura(str(model), max_new_tokens=6, chunk_patches=5)
+        stream = aura.open(DEFAULT_PROMPT)
+        for i in range(0, wave.size, 3000):  # uneven pieces, as a microphone sends them
+            stream.feed_audio(wave[i:i + 3000])
+        answers[type(aura)] = list(stream.finish_ids())
+    assert set(answers) == {TorchAura, JaxAura}
+    assert answers[TorchAura] == answers[JaxAura] and len(answers[TorchAura]) > 0, answers
