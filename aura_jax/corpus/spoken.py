@@ -202,7 +202,8 @@ def make_spoken_corpus(out_dir, llm_dir: str, *, num_train_sentences: int = 2400
     targets = text.test_words(test_pool)
     train = text.select_covering(text.candidates(seed, 200, exclude=asked + test_pool), targets, num_train_sentences,
                                  len(TRAIN_SPEAKERS), min_heard=min_heard, min_voices=min_voices,
-                                 engine_of=[s.engine for s in TRAIN_SPEAKERS], min_engines=MIN_ENGINES)
+                                 engine_of=[s.engine for s in TRAIN_SPEAKERS],
+                                 min_engines=min(MIN_ENGINES, min_voices))  # no voices asked: no engines
     train_rows = [("trained", TRAIN_SPEAKERS[v], s) for s, v in train]
     heard = text.coverage([(s, v) for s, v in train], targets)
     engines_heard = text.coverage([(s, TRAIN_SPEAKERS[v].engine) for s, v in train], targets)
