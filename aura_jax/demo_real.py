@@ -311,7 +311,8 @@ def group_qa(summary: dict, groups: dict[str, list[str]]) -> dict[str, float]:
     return out
 
 
-GROUP_NAMES = {"trained": "trained voices", "heldout_voices": "held-out voices", "heldout_engine": "held-out engine"}
+GROUP_NAMES = {"trained": "trained voices", "heldout_voices": "held-out voices", "heldout_engine": "held-out engine",
+               "heldout_neural": "held-out neural voice"}
 
 
 def audio_use_lines(use: dict) -> list[str]:
