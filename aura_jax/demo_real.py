@@ -256,7 +256,7 @@ def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: i
     side = {name: st.recipe_scores(r) if name == recipe else st._timed(f"eval {name}", lambda: st.recipe_scores(r))
             for name, r in runs.items()}
     diagnosis = st._timed("diagnose", lambda: {**st.diagnose(run), "audio_use": st.audio_use(run)})
-    heard = st._timed("export", lambda: listen(st, run))
+    heard = st._timed("export", lambda: listen(st, run, runs.get("paper")))
     st.times["total"] = time.perf_counter() - start
     st.load = (load, os.getloadavg())  # 1/5/15-minute load averages at the start and at the end
     report = write_real_report(st, corpus, results, heard, diagnosis, quick, side)
@@ -265,42 +265,67 @@ def run_real_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: i
     return {"results": results, "heard": heard, "times": st.times, "report": str(report), "recipes": side}
 
 
-def listen(st: RealStages, run: Path) -> dict:
-    """Merged float32 export, then one held-out-engine question through AuraSpeechLM in PyTorch; a run
-    with adapters at the audio positions only has no PyTorch export: the JAX student answers it."""
+def listen(st: RealStages, run: Path, paper: Path | None = None) -> dict:
+    """The recipe's float32 export (`--format adapter` for a lora.audio_only run, the default recipe; else
+    merged) answers every spoken test question in PyTorch (AuraSpeechLM, batched greedy, as eval decodes),
+    compared answer for answer with the JAX eval of the same run on the same clips; then one held-out-engine
+    question in full. The paper's run, trained beside it, is exported merged too (OUT/export_paper)."""
     from aura_jax.config import load_config
     from aura_jax.evaluate.datasets import read_sdqa
+    from aura_jax.torch import AuraSpeechLM
 
+    config = load_config(run / "config.yaml")
+    kind = "adapter" if config.lora.audio_only else "merged"
+    target = export_once(st, run, st.out / "export", kind)
+    if paper is not None and paper != run and not load_config(paper / "config.yaml").lora.audio_only:
+        export_once(st, paper, st.out / "export_paper", "merged")
+    answers = torch_answers(st, run, target, config.model.dot_dtype)
     engine = st.groups()["heldout_engine"]
     item = next(it for it in read_sdqa(st.corpus_dir / "sdqa") if it.dialect in engine)
-    if load_config(run / "config.yaml").lora.audio_only:
-        from aura_jax.evaluate.harness import aura_answers
-        from aura_jax.tokenizer import ChatTokenizer
-        from aura_jax.training.checkpoint import restore_student
-
-        config, model, _ = restore_student(run, None, ["model.random_init="])
-        tok = ChatTokenizer.from_pretrained(config.model.llm, audio_token=config.prompt.audio_token)
-        wave = item.audio.load()
-        heard, answer = (aura_answers(model, tok, config, prompt, [wave], n)[0].strip() for prompt, n in
-                         ((config.prompt.asr_instruction, 32), (QA_INSTRUCTION, 24)))
-        return {"voice": item.dialect, "question": item.question, "heard": heard, "answer": answer,
-                "references": item.references, "runner": "JAX (lora.audio_only: no PyTorch export)"}
-    from aura_jax.torch import AuraSpeechLM
-    from aura_jax.torch.export import export
-
-    target = st.out / "export"
-    made = target / "aura_config.json"
-    if made.exists() and json.loads(made.read_text()).get("step") != latest_step(run):  # of a shorter run
-        shutil.rmtree(target)
-    if not made.exists():
-        export(run, st.lm_dir, target, format="merged", dtype="float32")
     lm = AuraSpeechLM.from_pretrained(target)
     wave = item.audio.load()
-    config = json.loads((target / "aura_config.json").read_text())
-    heard = lm.generate(wave, config["prompt"]["asr_instruction"], max_new_tokens=32).strip()
+    heard = lm.generate(wave, lm.aura["prompt"]["asr_instruction"], max_new_tokens=32).strip()
     answer = lm.generate(wave, QA_INSTRUCTION, max_new_tokens=24).strip()
+    runner = ("the exported PyTorch model (AuraSpeechLM, " + ("adapter export: LoRA at the audio positions only)"
+                                                              if kind == "adapter" else "merged export)"))
     return {"voice": item.dialect, "question": item.question, "heard": heard, "answer": answer,
-            "references": item.references, "runner": "the exported PyTorch model (AuraSpeechLM)"}
+            "references": item.references, "runner": runner, "export": str(target), "kind": kind, **answers}
+
+
+def export_once(st: RealStages, run: Path, target: Path, kind: str) -> Path:
+    """`aura-jax export RUN --format KIND --dtype float32` into `target`, unless the run's latest step is there."""
+    from aura_jax.torch.export import export
+
+    made = target / "aura_config.json"
+    if target.exists() and not (made.exists() and json.loads(made.read_text()).get("step") == latest_step(run)
+                                and json.loads(made.read_text()).get("kind") == kind):  # of a shorter run, or other
+        shutil.rmtree(target)
+    if not made.exists():
+        export(run, st.lm_dir, target, format=kind, dtype="float32")
+    return target
+
+
+def torch_answers(st: RealStages, run: Path, target: Path, dot_dtype: str) -> dict:
+    """The export's answers to every spoken test question (eval in PyTorch, OUT/run_X/eval/stepN/sdqa_aura_torch)
+    against the JAX eval's of the same run and clips (sdqa_aura). A run whose weight dots are bf16 (the full
+    demo's fast step) is also evaluated in JAX at float32 (sdqa_aura_f32), the export's own precision."""
+    from aura_jax.evaluate.harness import agreement, run_eval
+
+    ev = st.eval_dir(run)
+    st.evaluate(run, "sdqa", "aura")  # the JAX eval (cached: the eval stage made it)
+    out = ev / "sdqa_aura_torch"
+    if not (out / "summary.json").exists():
+        run_eval(str(target), "sdqa", str(st.corpus_dir / "sdqa"), system="aura", batch_size=8, out=str(out),
+                 max_new_tokens=24, progress=True)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    against = {"jax": agreement(rows, str(ev / "sdqa_aura"))}
+    if dot_dtype:
+        f32 = ev / "sdqa_aura_f32"
+        if not (f32 / "summary.json").exists():
+            run_eval(str(run), "sdqa", str(st.corpus_dir / "sdqa"), system="aura", batch_size=8, out=str(f32),
+                     max_new_tokens=24, progress=True, overrides=["model.dot_dtype="])
+        against["jax_f32"] = agreement(rows, str(f32))
+    return {"torch_eval": str(out), "agreement": against, "dot_dtype": dot_dtype or "float32"}
 
 
 def group_qa(summary: dict, groups: dict[str, list[str]]) -> dict[str, float]:
@@ -406,6 +431,7 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         "filter (the same LLM, prompt and greedy decoding in JAX rather than PyTorch).", "",
         "## What AuRA does with each spoken question", "", *diagnosis_table(diagnosis), "",
         *hearing_lines(diagnosis.get("hearing")), *audio_use_lines(diagnosis["audio_use"]),
+        *torch_lines(heard),
         f"## One held-out-engine question, answered by {heard['runner']}", "",
         f"voice {heard['voice']}, question {heard['question']!r}: heard {heard['heard']!r}, answered "
         f"{heard['answer']!r} (reference {heard['references']}).", "",
@@ -418,8 +444,10 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         f"    aura-jax eval {run} --task sdqa --data {st.corpus_dir / 'sdqa'} --out /tmp/sdqa_aura",
         f"    aura-jax eval {run} --task sdqa --system cascade --whisper {st.whisper_dir} --data {st.corpus_dir / 'sdqa'} "
         "--out /tmp/sdqa_cascade",
-        *([] if cfg.lora.audio_only else
-          [f"    aura-jax infer {st.out / 'export'} --audio CLIP.wav --prompt {QA_INSTRUCTION!r}"]), ""]
+        f"    aura-jax export {run} --out {st.out / 'export'} --format {heard['kind']} --dtype float32",
+        f"    aura-jax eval {st.out / 'export'} --task sdqa --data {st.corpus_dir / 'sdqa'} --max-new-tokens 24 "
+        f"--agree-with {st.eval_dir(run) / 'sdqa_aura'} --out /tmp/sdqa_torch",
+        f"    aura-jax infer {st.out / 'export'} --audio CLIP.wav --prompt {QA_INSTRUCTION!r}", ""]
     path = report / "results.md"
     path.write_text("\n".join(lines))
     (report / "results.json").write_text(json.dumps({
@@ -428,8 +456,30 @@ def write_real_report(st: RealStages, corpus: dict, results: dict, heard: dict, 
         "sdqa": {s: group_qa(results[("sdqa", s, None)], groups) for s, _ in SYSTEMS},
         "latency_s": {s: results[("sdqa", s, None)]["latency_s_per_sample"] for s, _ in SYSTEMS},
         "audio_use": diagnosis["audio_use"], "curve": curve, "teacher_curve_wer": teacher, "times": st.times,
-        "steps": st.steps, "recipe": st.recipe, "recipes": side or {}}, indent=1))
+        "steps": st.steps, "recipe": st.recipe, "recipes": side or {},
+        "torch": {k: heard[k] for k in ("runner", "export", "kind", "agreement", "dot_dtype") if k in heard}},
+        indent=1))
     return path
+
+
+def torch_lines(heard: dict) -> list[str]:
+    """Markdown: which runner answered the spoken test questions in PyTorch, and how many of its answers are
+    identical to the JAX eval's of the same run on the same clips."""
+    if "agreement" not in heard:
+        return []
+    ag = heard["agreement"]
+    jax = ag["jax"]
+    lines = [f"## The export in PyTorch: {jax['identical']} of {jax['compared']} answers identical to JAX", "",
+             f"Runner: {heard['runner']}, float32, `{heard['export']}` (`--format {heard['kind']}`). It answered every "
+             f"spoken test question (batched greedy, 24 tokens, as eval decodes; `{heard['torch_eval']}`): "
+             f"{jax['identical']} of {jax['compared']} answers are identical to the JAX eval's of the same run on "
+             f"the same clips (weight dots in {heard['dot_dtype']})"]
+    if "jax_f32" in ag:
+        f32 = ag["jax_f32"]
+        lines[-1] += (f"; against the same run evaluated in JAX at float32 (`model.dot_dtype=`, the export's "
+                      f"precision): {f32['identical']} of {f32['compared']}")
+    lines[-1] += "."
+    return lines + [""]
 
 
 def coverage_lines(cov: dict | None) -> list[str]:

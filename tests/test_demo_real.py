@@ -61,6 +61,28 @@ def test_audio_only_lora_reads_text_exactly_as_the_base_llm(real_demo):
     assert text == gold and len(text) > 0
 
 
+def test_the_torch_runner_answers_as_jax_on_the_demo_test_clips(real_demo):
+    """The default recipe's export (`--format adapter`, float32) in AuraSpeechLM gives, clip for clip, the
+    greedy answers of the JAX eval of the same run (an independent implementation) on every spoken test
+    clip; its adapters are not zero, so the audio-position update is in the answers being compared."""
+    from safetensors.numpy import load_file
+
+    out, _ = real_demo
+    ev = out / RUN / "eval" / "step4"
+    jax, torch = ([(r["id"], r["dialect"], r["prediction"]) for r in map(json.loads, (
+        ev / name / "predictions.jsonl").read_text().splitlines())] for name in ("sdqa_aura", "sdqa_aura_torch"))
+    assert torch == jax and len(jax) >= 8 and len({p for *_, p in jax}) > 1
+    aura = json.loads((out / "export" / "aura_config.json").read_text())
+    assert aura["kind"] == "adapter" and aura["lora"]["positions"] == "audio" and aura["dtype"] == "float32"
+    assert all(abs(v).max() > 0 for v in load_file(out / "export" / "audio_lora.safetensors").values())
+    results = json.loads((out / "report" / "results.json").read_text())["torch"]
+    assert results["agreement"]["jax"]["identical"] == results["agreement"]["jax"]["compared"] == len(jax)
+    assert results["kind"] == "adapter" and "AuraSpeechLM" in results["runner"]
+    report = (out / "report" / "results.md").read_text()
+    assert f"## The export in PyTorch: {len(jax)} of {len(jax)} answers identical to JAX" in report
+    assert json.loads((out / "export_paper" / "aura_config.json").read_text())["kind"] == "merged"
+
+
 def test_learning_curves_cover_every_voice_group(real_demo):
     out, _ = real_demo
     curve = [json.loads(line) for line in (out / RUN / "curve.jsonl").read_text().splitlines()]
