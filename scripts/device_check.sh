@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared accelerator check (aura_jax/tools/device_check.py): run from the repository root
 # on the lent GPU machine; results go to $OUT (or --out DIR): results.jsonl (each stage as it
-# ends), summary.json, summary.md, log.txt. Under 9 minutes of wall time, every stage time-boxed.
+# ends), summary.json, summary.md, log.txt. Under 10 minutes of wall time, every stage time-boxed.
 #
 #   GPU machine:  bash scripts/device_check.sh            (carry .whl, made by scripts/device_wheels.sh)
 #   here, in CI:  bash scripts/device_check.sh --small    (tiny shapes on the CPU, about a minute)

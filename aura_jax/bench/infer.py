@@ -108,7 +108,14 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("batched generation (--generation): JAX generate_aura vs transformers generate")
     g.add_argument("--generation", action="store_true",
                    help="needs --jax-run; samples/s at each of --batch-sizes (aura_jax/bench/generation.py)")
-    g.add_argument("--batch-sizes", default="1,8,32", help="--generation: batch sizes (default 1,8,32)")
+    g.add_argument("--batch-sizes", default=None, help="--generation: batch sizes (default 1,8,32); --against: "
+                                                       "(default 1,8)")
+    u = p.add_argument_group("the cost of not merging (--against): EXPORT is a --format adapter export")
+    u.add_argument("--against", default=None, metavar="MERGED_EXPORT",
+                   help="time EXPORT (LoRA unmerged, at the audio positions of the prefill) against this merged "
+                        "export, interleaved: prefill, time to first token, decode time per token, peak memory, at "
+                        "each of --batch-sizes; 'merged-in-memory': EXPORT's adapters folded into its weights "
+                        "(aura_jax/bench/unmerged.py)")
     g.add_argument("--floor", action="store_true",
                    help="--generation: also time prefill + first token, and bound the speed-up by what this "
                         "CPU's best matmul, matrix-vector and memory-read rates allow (JAX or PyTorch, float32)")
@@ -124,7 +131,7 @@ def _generation_main(args) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    sizes = [int(x) for x in args.batch_sizes.split(",") if x]
+    sizes = [int(x) for x in (args.batch_sizes or "1,8,32").split(",") if x]
     r = run_generation_benchmark(args.exported, args.jax_run, batch_sizes=sizes, max_new_tokens=args.max_new_tokens,
                                  n=args.n, floor=args.floor)
     print(format_generation_table(r))
@@ -151,6 +158,10 @@ def _check_arguments(args) -> None:
             raise ConfigError(f"{flag} {value}: a comma-separated list of numbers") from None
         if any(v <= 0 for v in values):
             raise ConfigError(f"{flag} {value}: every value must be positive")
+    if getattr(args, "against", None) and (getattr(args, "generation", False) or getattr(args, "stream", False)):
+        raise ConfigError("--against is a benchmark of its own: give it without --generation and --stream")
+    if getattr(args, "against", None) not in (None, "merged-in-memory"):
+        check_exported(args.against)
     if getattr(args, "floor", False) and not getattr(args, "generation", False):
         raise ConfigError("--floor bounds the --generation comparison: give it with --generation")
     if args.n < 1 or args.warmup < 0 or getattr(args, "chunk_patches", 1) < 1:
@@ -161,6 +172,10 @@ def main(args) -> int:
     _check_arguments(args)
     if getattr(args, "generation", False):
         return _generation_main(args)
+    if getattr(args, "against", None):
+        from aura_jax.bench import unmerged
+
+        return unmerged.main(args)
     if getattr(args, "stream", False):
         from aura_jax.bench import stream as bench_stream
 

@@ -120,6 +120,7 @@ def offline_latency(lm, wave, question: str, *, max_new_tokens: int, fixed: bool
     first = FirstToken(device)
     start = time.perf_counter()
     embeds, mask, _ = lm.prepare(wave, question)
+    lm.arm(lm.audio_mask)  # an adapter export: its LoRA at the audio positions of the prefill (others: no-op)
     with torch.no_grad():
         lm.model.generate(inputs_embeds=embeds, attention_mask=mask, streamer=first, pad_token_id=lm.pad_token_id,
                           **generate_kwargs(max_new_tokens, fixed))

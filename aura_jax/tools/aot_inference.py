@@ -1,7 +1,10 @@
 """Inference programs compiled for one device of a target: AuRA against the cascade.
 
 AuRA (the exported, LoRA-merged model): patch embedding + splice of N audio tokens at the prompt's
-placeholder, prefill, then KV-cache greedy decoding — `generate.generate_aura`, jitted whole. The
+placeholder, prefill, then KV-cache greedy decoding — `generate.generate_aura`, jitted whole. AuRA's
+adapter export (`lora.audio_only=true`, the demo's default recipe: `--format adapter`): the same program
+with the LoRA kept unmerged beside the base kernels (its A and B are weights too) and added at the
+prefill's audio positions only (`adapter_mask`); decoding runs the base kernels. The
 cascade: Whisper (encoder + KV-cache decoding of the transcript, `generate._decode_whisper`), then
 the LLM decoding an answer from the transcript prompt (`generate._decode`). Both models of the
 cascade stay resident, so its peak is both models' weights plus the larger stage's working
@@ -61,7 +64,10 @@ class Shapes:
     audio_frames: int = 3000
 
 
-def compile_aura(config, device, shapes: Shapes, chip: tg.Chip, usable_fraction: float) -> dict:
+def compile_aura(config, device, shapes: Shapes, chip: tg.Chip, usable_fraction: float,
+                 variant: str = "merged") -> dict:
+    """`variant` "merged": LoRA folded into the kernels (dropped: same shapes); "adapter": LoRA kept, acting at
+    the audio positions only (lora.audio_only=true, whatever the config says)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -74,9 +80,13 @@ def compile_aura(config, device, shapes: Shapes, chip: tg.Chip, usable_fraction:
 
     mesh = shd.make_mesh(MeshConfig(data=1, fsdp=1, tensor=1), [device])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    cfg = dataclasses.replace(config, loss=dataclasses.replace(config.loss, distill_weight=0.0))
+    if variant not in ("merged", "adapter"):
+        raise ValueError(f"variant {variant!r}: merged or adapter")
+    cfg = dataclasses.replace(config, loss=dataclasses.replace(config.loss, distill_weight=0.0),
+                              lora=dataclasses.replace(config.lora, audio_only=variant == "adapter"))
     model = load_aura(cfg, abstract=True)  # no teacher, no heads: what the export holds
-    drop_lora(model.llm)  # merged into the base kernels: same shapes
+    if variant == "merged":
+        drop_lora(model.llm)  # merged into the base kernels: same shapes
     graphdef, state = _abstract_state(model, sharding)
 
     @jax.jit
@@ -144,10 +154,12 @@ def compile_all(config, target: tg.Target, device, *, prompt_tokens: int, max_ne
     chip = target.spec
     aura = compile_aura(config, device, shapes, chip, usable_fraction)
     log(f"AuRA generation: {aura['memory']['total'] / 2**30:.2f} GiB on one {device.device_kind}")
+    adapter = compile_aura(config, device, shapes, chip, usable_fraction, variant="adapter")
+    log(f"AuRA adapter export (LoRA unmerged, audio positions only): {adapter['memory']['total'] / 2**30:.2f} GiB")
     cascade = compile_cascade(config, device, shapes, chip, usable_fraction)
     log(f"cascade: peak {cascade['peak'] / 2**30:.2f} GiB (weights {cascade['weights'] / 2**30:.2f} GiB)")
     return {"device_kind": device.device_kind, "shapes": dataclasses.asdict(shapes), "aura": aura,
-            "cascade": cascade, "paper_gb": {"aura": 10.6, "cascade": 19.2}}
+            "aura_adapter": adapter, "cascade": cascade, "paper_gb": {"aura": 10.6, "cascade": 19.2}}
 
 
 def format_inference(r: dict) -> str:
@@ -161,6 +173,10 @@ def format_inference(r: dict) -> str:
         f"| AuRA (merged; {a['audio_tokens']} audio + {s['prompt_tokens']} prompt tokens, {s['max_new_tokens']} new) "
         f"| one: embed+splice, prefill, decode | {gb(a['memory']['weights'])} | {gb(a['memory']['working'])} "
         f"| {gb(a['memory']['total'])} | {r['paper_gb']['aura']} GB |",
+        *([f"| AuRA adapter export (lora.audio_only: LoRA unmerged, at the {a['audio_tokens']} audio positions of "
+           f"the prefill) | one, as above | {gb(r['aura_adapter']['memory']['weights'])} "
+           f"| {gb(r['aura_adapter']['memory']['working'])} | {gb(r['aura_adapter']['memory']['total'])} | |"]
+          if "aura_adapter" in r else []),
         f"| cascade (Whisper {s['asr_tokens']} tokens, then LLM {c['llm_prompt_tokens']} prompt tokens, "
         f"{s['max_new_tokens']} new) | two, both models resident | {gb(c['weights'])} "
         f"| {gb(max(w['working'], l['working']))} (larger stage) | {gb(c['peak'])} | {r['paper_gb']['cascade']} GB |",

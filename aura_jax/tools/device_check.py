@@ -12,6 +12,9 @@ OUT/results.jsonl the moment it ends (a killed run keeps what finished):
              XLA's memory analysis of the same compiled program
   run        a short training run on the random 7B, then a PEFT export of it
   infer      bench-infer: AuRA (the export) against the cascade in bf16, 20 clips of 5/10/30 s
+  variants   bench-infer --against: the run's adapters as an audio-only (`--format adapter`) export,
+             LoRA unmerged, against the same adapters merged, interleaved: prefill, time to the first
+             token, decode time per token, peak memory, batch 1 and 8
   jax_gen    JAX generation (generate_aura) throughput at batch 16
   summary    OUT/summary.json and OUT/summary.md
 
@@ -54,6 +57,8 @@ class Plan:
     new_tokens: int
     gen_batch: int
     run_overrides: tuple[str, ...]
+    variant_batches: tuple[int, ...]  # the variants stage: adapter export vs merged, at these batch sizes
+    variant_rounds: int
     budget: dict
     # (attention, remat) tried at the largest batch that fitted the plain step
     options: tuple = (("dot_product", "none"), ("xla", "dots_saveable"), ("dot_product", "dots_saveable"))
@@ -61,18 +66,22 @@ class Plan:
 
 FULL = Plan(llm_preset="qwen2.5-7b-instruct", teacher_preset="whisper-large-v3", config=PAPER_CONFIG,
             batches=(8, 16, 32), steps=3, warmup=1, text_tokens=64, device="cuda", dtype="bfloat16",
-            clip_seconds=(5.0, 10.0, 30.0), clips=20, new_tokens=32, gen_batch=16,
+            clip_seconds=(5.0, 10.0, 30.0), clips=20, new_tokens=32, gen_batch=16, variant_batches=(1, 8),
+            variant_rounds=3,
             # the bench's batch-8 shapes: the run's step comes from the compilation cache
             run_overrides=("steps=2", "batch_size=8", "checkpoint_every=2", "data.text_bucket=64",
                            "data.max_text_tokens=64"),
-            # wall-time boxes (s), 530 in all: with the wheels' install the run stays under 9 minutes
-            budget={"env": 20, "models": 80, "train_step": 130, "run": 130, "infer": 110, "jax_gen": 60})
+            # wall-time boxes (s), 550 in all
+            budget={"env": 20, "models": 80, "train_step": 120, "run": 120, "infer": 100, "jax_gen": 50,
+                    "variants": 60})
 SMALL = Plan(llm_preset="tiny", teacher_preset="tiny-whisper", config=TINY_CONFIG,
              batches=(2,), options=(("dot_product", "dots_saveable"),), steps=1, warmup=0, text_tokens=32, device="cpu", dtype="float32",
-             clip_seconds=(1.0, 2.0, 3.0), clips=3, new_tokens=4, gen_batch=16,
+             clip_seconds=(1.0, 2.0, 3.0), clips=3, new_tokens=4, gen_batch=16, variant_batches=(1, 8),
+             variant_rounds=3,
              run_overrides=("steps=2", "batch_size=2", "checkpoint_every=2", "data.text_bucket=128",
                             "audio.num_frames=3000"),
-             budget={"env": 30, "models": 60, "train_step": 120, "run": 90, "infer": 90, "jax_gen": 60})
+             budget={"env": 30, "models": 60, "train_step": 120, "run": 90, "infer": 90, "jax_gen": 60,
+                     "variants": 90})
 
 
 ENV_PROBE = """
@@ -217,6 +226,15 @@ class Check:
                                         "--overwrite"], self.remaining("run"))
         self.record("run", ok=code == 0, part="export", seconds=round(seconds, 1), path=str(export),
                     **({} if code == 0 else {"error": tail[-800:]}))
+        if code != 0:
+            return False
+        # the same adapters as the default recipe exports them (lora.audio_only=true: --format adapter, the
+        # base referenced): the variants stage times it against the merged computation (same weights, shapes)
+        adapter = self.work / "export_adapter"
+        code, tail, seconds = self.cli(["export", str(run_dir), "lora.audio_only=true", "--out", str(adapter),
+                                        "--format", "adapter", "--overwrite"], self.remaining("run"))
+        self.record("run", ok=code == 0, part="export adapter", seconds=round(seconds, 1), path=str(adapter),
+                    **({} if code == 0 else {"error": tail[-800:]}))
         return code == 0
 
     def clips(self) -> list[str]:
@@ -256,6 +274,23 @@ class Check:
                                  for k, v in r["systems"].items()})
         else:
             self.record("infer", ok=False, seconds=round(seconds, 1), timed_out=code == 124, error=tail[-800:])
+
+    def variants(self) -> None:
+        p = self.plan
+        out_json = self.work / "bench_variants.json"
+        code, tail, seconds = self.cli(
+            ["bench-infer", str(self.work / "export_adapter"), "--against", "merged-in-memory", "--device", p.device,
+             "--dtype", p.dtype, "--n", str(p.variant_rounds), "--warmup", "1", "--max-new-tokens", str(p.new_tokens),
+             "--batch-sizes", ",".join(map(str, p.variant_batches)), "--clips", self.clips()[0], "--json",
+             str(out_json)], self.remaining("variants"))
+        if code == 0 and out_json.exists():
+            r = json.loads(out_json.read_text())
+            self.record("variants", ok=True, seconds=round(seconds, 1),
+                        **{k: r[k] for k in ("device", "dtype", "n", "max_new_tokens", "clip_seconds", "audio_tokens",
+                                             "prompt_length", "sides", "ratio", "paired_ratio", "same_ids", "against",
+                                             "load_before", "load_after")})
+        else:
+            self.record("variants", ok=False, seconds=round(seconds, 1), timed_out=code == 124, error=tail[-800:])
 
     def jax_gen(self) -> None:
         code, tail, seconds = self._python(["-m", "aura_jax.tools.device_check", "--jax-gen", str(self.work / "run"),
@@ -338,6 +373,28 @@ def format_markdown(summary: dict) -> str:
                       f"{g(v.get('peak_allocated_gb'), '{:.2f}')} |" for k, v in r["systems"].items()]
         elif r["stage"] == "infer":
             lines.append("- failed or timed out (see log.txt)")
+    lines += ["", "## The cost of not merging: the adapter export against the same adapters merged "
+              "(bench-infer --against)", ""]
+    for r in rows:
+        if r["stage"] == "variants" and r["ok"]:
+            lines += [f"{r['n']} interleaved rounds, medians; a {r['clip_seconds']:.1f} s clip ({r['audio_tokens']} "
+                      f"audio tokens of {r['prompt_length']}), {r['max_new_tokens']} new tokens, {r['dtype']}, "
+                      f"{r['device']}", "", "| batch | side | prefill ms | TTFT ms | decode ms/token | total s | "
+                      "peak extra GB |", "|---|---|---|---|---|---|---|"]
+            for b, q in r["ratio"].items():
+                for side in ("adapter", "merged"):
+                    x = r["sides"][side][b]
+                    lines.append(f"| {b} | {side} | {1e3 * x['prefill_s']:.1f} | {1e3 * x['ttft_s']:.1f} | "
+                                 f"{1e3 * x['decode_s_per_token']:.2f} | {x['total_s']:.3f} | "
+                                 f"{g(x.get('peak_extra_gb'), '{:.3f}')} |")
+                lines.append(f"| {b} | adapter / merged | {q['prefill_s']:.3f} | {q['ttft_s']:.3f} | "
+                             f"{q['decode_s_per_token']:.3f} | {q['total_s']:.3f} | |")
+                p = r.get("paired_ratio", {}).get(b)
+                if p:
+                    lines.append(f"| {b} | adapter / merged, each round's (median) | {p['prefill_s']:.3f} | "
+                                 f"{p['ttft_s']:.3f} | {p['decode_s_per_token']:.3f} | {p['total_s']:.3f} | |")
+        elif r["stage"] == "variants":
+            lines.append("- failed or timed out (see log.txt)")
     lines += ["", "## JAX generation (generate_aura)", ""]
     for r in rows:
         if r["stage"] == "jax_gen":
@@ -385,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.environ.get("OUT") or "runs/device_check/out",
                    help="results folder (default $OUT): results.jsonl, summary.json, summary.md, log.txt")
     p.add_argument("--work", default=None, help="models, runs, exports (default: a local folder beside --out)")
-    p.add_argument("--stages", default="env,models,train_step,run,infer,jax_gen",
+    p.add_argument("--stages", default="env,models,train_step,run,infer,variants,jax_gen",
                    help="comma-separated subset, in order")
     p.add_argument("--jax-gen", default=None, help=argparse.SUPPRESS)  # the jax_gen stage's subprocess
     p.add_argument("--gen-batch", type=int, default=16, help=argparse.SUPPRESS)
@@ -406,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown stage(s) {unknown}; use {','.join(plan.budget)}")
     ok = {}
     for stage in stages:
-        needs = {"train_step": "models", "run": "models", "infer": "run", "jax_gen": "run"}.get(stage)
+        needs = {"train_step": "models", "run": "models", "infer": "run", "variants": "run", "jax_gen": "run"}.get(stage)
         if needs in ok and not ok[needs]:
             check.record(stage, ok=False, skipped=f"{needs} failed")
             ok[stage] = False

@@ -33,6 +33,8 @@ def test_bad_arguments_are_one_line_errors_before_any_model_loads(tiny_run_dir, 
                            (["--generation", "--batch-sizes", "0,8"], "--batch-sizes 0,8: every value"),
                            (["--generation", "--jax-run", str(tmp_path)], "not a training run directory"),
                            (["--floor"], "--floor bounds the --generation comparison"),
-                           (["--n", "0"], "--n 0 must be >= 1")):
+                           (["--n", "0"], "--n 0 must be >= 1"),
+                           (["--against", "merged-in-memory", "--stream"], "--against is a benchmark of its own"),
+                           (["--against", str(tmp_path)], "not an aura-jax export")):
         assert main(["bench-infer", str(exp), *flags]) == 2
         assert message in capsys.readouterr().err

@@ -247,3 +247,27 @@ def test_a_missing_plugin_or_unknown_target_is_one_line(tmp_path):
                               capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert "setup_env.sh --aot" in proc.stderr or target == "a100x8"
+
+
+def test_the_adapter_exports_inference_program_keeps_the_lora_and_its_audio_mask(tiny_dirs):
+    """aot_inference's adapter variant (what a lora.audio_only run exports): the merged program's weights plus
+    exactly K x sum over targets of r x (in + out) float32 LoRA values, counted from the LLM's config.json
+    (compiled here for the CPU)."""
+    import json as _json
+
+    from aura_jax.tools import aot_inference as ai
+
+    config = load_config(TINY, [*tiny_dirs, "model.random_init="])
+    chip, cpu = tg.resolve_target("h100x8").spec, jax.devices("cpu")[0]
+    shapes = ai.Shapes(prompt_tokens=16, max_new_tokens=2, audio_frames=config.audio.num_frames)
+    merged = ai.compile_aura(config, cpu, shapes, chip, 0.9)
+    adapter = ai.compile_aura(config, cpu, shapes, chip, 0.9, variant="adapter")
+    c = _json.loads((Path(tiny_dirs[0].split("=", 1)[1]) / "config.json").read_text())
+    h, f, heads, kv = c["hidden_size"], c["intermediate_size"], c["num_attention_heads"], c["num_key_value_heads"]
+    d = h // heads
+    io = {"q_proj": (h, heads * d), "k_proj": (h, kv * d), "v_proj": (h, kv * d), "o_proj": (heads * d, h),
+          "gate_proj": (h, f), "up_proj": (h, f), "down_proj": (f, h)}
+    lora = config.lora.num_layers * sum(config.lora.rank * (i + o) for i, o in io.values()) * 4
+    assert adapter["memory"]["weights"] - merged["memory"]["weights"] == lora > 0
+    with pytest.raises(ValueError, match="variant"):
+        ai.compile_aura(config, cpu, shapes, chip, 0.9, variant="peft")

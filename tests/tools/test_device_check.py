@@ -15,7 +15,7 @@ import pytest
 from aura_jax.tools import device_check as dc
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["env", "models", "train_step", "run", "infer", "jax_gen"]
+STAGES = ["env", "models", "train_step", "run", "infer", "variants", "jax_gen"]
 
 
 def test_small_runs_every_stage_on_the_cpu(tmp_path):
@@ -34,12 +34,18 @@ def test_small_runs_every_stage_on_the_cpu(tmp_path):
     assert all(r["step_time_median_s"] > 0 and r["xla_memory_total_gib"] > 0 for r in steps)
     infer = next(r for r in results if r["stage"] == "infer")
     assert set(infer["systems"]) == {"AuRA", "Cascade"} and infer["n"] == 3
+    assert [r["part"] for r in results if r["stage"] == "run"] == ["train", "export", "export adapter"]
+    variants = next(r for r in results if r["stage"] == "variants")  # the audio-only export beside the merged
+    assert variants["against"] == "merged-in-memory" and set(variants["ratio"]) == {"1", "8"}
+    assert all(variants["sides"][s][b]["decode_s_per_token"] > 0 and variants["sides"][s][b]["peak_extra_gb"]
+               is not None for s in ("adapter", "merged") for b in ("1", "8"))
     gen = next(r for r in results if r["stage"] == "jax_gen")
     assert gen["batch"] == 16 and gen["samples_per_s"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["results"] == results
     md = (out / "summary.md").read_text()
     assert "| 2 | dot_product | dots_saveable |" in md and "| AuRA |" in md and "stages failed: 0" in md
+    assert "| 8 | adapter / merged |" in md
 
 
 @pytest.fixture

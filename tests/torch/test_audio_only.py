@@ -240,3 +240,38 @@ def test_serve_export_and_serve_run_give_the_same_answer(audio_only_run, exporte
         answers[type(aura)] = list(stream.finish_ids())
     assert set(answers) == {TorchAura, JaxAura}
     assert answers[TorchAura] == answers[JaxAura] and len(answers[TorchAura]) > 0, answers
+
+
+def test_the_unmerged_bench_times_the_runners_answer_beside_a_merged_export(audio_only_run, exported, lm, wave,
+                                                                             tmp_path):
+    """bench-infer --against (aura_jax/bench/unmerged.py): its prefill arms the adapters (the adapter side's
+    first logits are the runner's, each row; it decodes the runner's greedy ids, from `generate`); its
+    in-memory merge is the merged export of the same adapters (JAX's merge_lora, `lora.audio_only=false`)
+    to 1e-5; both sides are timed at each batch size."""
+    from aura_jax.bench.unmerged import answer_timed, merged_in_memory, run_unmerged_benchmark
+    from aura_jax.torch import AuraSpeechLM
+    from aura_jax.torch.export import export
+    from aura_jax.torch.model import AudioOnlyLoRALinear
+
+    merged = export(audio_only_run, None, tmp_path / "merged", format="merged", dtype="float32",
+                    overrides=["lora.audio_only=false"])
+    twin = AuraSpeechLM.from_pretrained(exported, dtype="float32")
+    merged_in_memory(twin)
+    assert twin.gate is None and not any(isinstance(m, AudioOnlyLoRALinear) for m in twin.model.modules())
+    reference = AuraSpeechLM.from_pretrained(merged, dtype="float32")
+    ours, theirs = (m.logits(wave, PROMPT).numpy() for m in (twin, reference))
+    assert _relative(ours, theirs) <= 1e-5
+    assert _relative(lm.logits(wave, PROMPT).numpy(), theirs) > 1e-3  # the audio-only model is another model
+
+    one = answer_timed(lm, wave, PROMPT, 2, 2, "cpu")  # the prefill's next-token logits: the runner's, armed
+    want = lm.logits(wave, PROMPT)[0, -1]
+    assert all(_relative(row.numpy(), want.numpy()) <= 1e-6 for row in one["first_logits"])
+    r = run_unmerged_benchmark(str(exported), str(merged), batch_sizes=(1, 2), n=1, warmup=0, max_new_tokens=4,
+                               question=PROMPT, wave=wave)
+    want = lm.generate_ids([wave], PROMPT, max_new_tokens=4, min_new_tokens=4)[0]
+    assert r["ids"]["adapter"]["1"] == [want] and r["ids"]["adapter"]["2"] == [want, want]
+    for side in ("adapter", "merged"):
+        for b in ("1", "2"):
+            x = r["sides"][side][b]
+            assert 0 < x["prefill_s"] <= x["ttft_s"] <= x["total_s"] and x["decode_s_per_token"] > 0
+    assert set(r["ratio"]) == set(r["paired_ratio"]) == {"1", "2"} and r["against"] == str(merged)
