@@ -14,7 +14,7 @@ from aura_jax.demo_real import DEFAULT_RECIPE
 from aura_jax.synth import espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="the corpus is spoken by espeak-ng, flite, festival")
-GROUPS = ("trained", "heldout_voices", "heldout_engine")
+GROUPS = ("trained", "heldout_voices", "heldout_engine", "heldout_neural")  # corpus v4 (issue 42)
 RUN = f"run_{DEFAULT_RECIPE}"  # the best recipe's run; the paper's recipe trains beside it in run_paper
 
 
