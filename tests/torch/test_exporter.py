@@ -291,7 +291,8 @@ def test_aura_config_fields(both32, student, tiny_qwen2_dir, tiny_run_dir):
                       "num_audio_tokens": 300, "layer_norm_eps": 1e-5, "buckets": [3000]},
             "audio_token": "<|audio|>", "audio_token_id": audio_id,
             "prompt": {"system": config.prompt.system, "asr_instruction": config.prompt.asr_instruction},
-            "lora": {"num_layers": 2, "rank": 8, "alpha": 16.0, "targets": list(config.lora.targets)},
+            "lora": {"num_layers": 2, "rank": 8, "alpha": 16.0, "targets": list(config.lora.targets),
+                     "positions": "all"},
             "bidirectional_audio": config.distill.bidirectional_audio,
             "bidirectional_chunk": config.distill.bidirectional_chunk,
             "run_dir": str(tiny_run_dir.absolute())}
