@@ -80,9 +80,9 @@ def load_aura(config: Config, *, place=None, abstract: bool = False) -> AuraMode
         depth = teacher_depth(config) if config.model.truncate_teacher else None
         teacher = from_pretrained(config.model.teacher, config.model.param_dtype, num_layers=depth,
                                   compute_dtype=config.model.compute_dtype, place=place, weights=not abstract)
-    set_dot_dtype(llm, config.model.dot_dtype)
+    set_dot_dtype(llm, config.model.dot_dtype, store=config.model.store_dot_weights)
     if teacher is not None:
-        set_dot_dtype(teacher, config.model.dot_dtype)
+        set_dot_dtype(teacher, config.model.dot_dtype, store=config.model.store_dot_weights)
     token_id = placeholder_token_id(config.model.llm, config.prompt.audio_token, llm.config.vocab_size)
     build = lambda llm, teacher: AuraModel(llm, teacher, config, placeholder_id=token_id, rngs=nnx.Rngs(config.seed))
     try:

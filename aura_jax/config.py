@@ -49,6 +49,10 @@ class ModelConfig:
     # bf16 operands and give f32 results, forward and backward (models/layers.py `bf16_dot`; on an
     # AVX512-BF16 CPU 2-3.8× an f32 dot). Activations, norms, softmax and the trainables stay f32.
     dot_dtype: str = ""
+    # With dot_dtype=bfloat16, the training step's frozen dot weights are stored once in bf16 (the same
+    # bits the step rounds them to; no per-step converts). false: keep them as loaded and round them in
+    # every step (the slower, bit-identical step this replaced; for measurements).
+    store_dot_weights: bool = True
     # "tiny": when model.llm / model.teacher do not exist yet, build random tiny checkpoints there
     # (for the tiny config and tests; real runs point at downloaded Hugging Face directories).
     random_init: str = ""

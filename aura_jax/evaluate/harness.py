@@ -144,6 +144,10 @@ class JaxSystem:
         from aura_jax.training.checkpoint import restore_student
 
         self.config, self.model, self.step = restore_student(run_dir, None, [*overrides, NO_RANDOM_INIT])
+        # bf16 dots: round the weights once here, not once per generate call (the same bits either way)
+        from aura_jax.models.layers import store_frozen_dot_weights
+
+        store_frozen_dot_weights(self.model)
         self.tok = ChatTokenizer.from_pretrained(self.config.model.llm, audio_token=self.config.prompt.audio_token)
         self.system, self.instruction, self.max_new_tokens = system, instruction, max_new_tokens
         self.stream = stream

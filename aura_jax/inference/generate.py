@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from aura_jax.inference.streaming import SpeechStream, StreamError
+from aura_jax.models.layers import store_frozen_dot_weights
 from aura_jax.models.lora import lora_modules, merge_lora
 from aura_jax.models.qwen2 import KVCache, Qwen2ForCausalLM
 from aura_jax.models.whisper import WhisperDecoder, WhisperDecoderCache, WhisperEncoder
@@ -87,6 +88,9 @@ def fold_float32_lora(model: Qwen2ForCausalLM) -> bool:
 def _decode(graphdef, state, embeds, mask, bidirectional, adapter_mask, eos_ids, pad_id, rng, *,
             max_new_tokens: int, temperature: float, top_p: float):
     model: Qwen2ForCausalLM = nnx.merge(graphdef, state)
+    # bf16 dots: the weights rounded once per call, not in every decode step; the LoRA then stays unmerged
+    # (its kernels are bf16), so generation computes what the training step computed.
+    store_frozen_dot_weights(model)
     fold_float32_lora(model)
     b, t, _ = embeds.shape
     cache = KVCache.create(model.config, b, t + max_new_tokens, dtype=embeds.dtype)

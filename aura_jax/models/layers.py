@@ -80,20 +80,59 @@ def _bf16_dot_bwd(res, g):
 bf16_dot.defvjp(_bf16_dot_fwd, _bf16_dot_bwd)
 
 
-def set_dot_dtype(model: nnx.Module, dot_dtype: str | None) -> None:
+def set_dot_dtype(model: nnx.Module, dot_dtype: str | None, *, store: bool = True) -> None:
     """Every `Linear` and `Embed.attend` of `model` multiplies by its weights as `dot_dtype`: None (the
-    compute dtype, exact) or "bfloat16" (`bf16_dot`: bf16 operands, f32 results and accumulation)."""
+    compute dtype, exact) or "bfloat16" (`bf16_dot`: bf16 operands, f32 results and accumulation).
+    store: whether `store_frozen_dot_weights` may round their frozen weights once (the same bits)."""
     if dot_dtype not in (None, "", "bfloat16"):
         raise ValueError(f"dot_dtype={dot_dtype!r}: use '' (the compute dtype) or 'bfloat16'")
     for _, module in nnx.iter_graph(model):
         if isinstance(module, (Linear, Embed)):
             module.dot_dtype = dot_dtype or None
+            module.store_dot_weight = store
+
+
+def _as_bfloat16(x):
+    """x in bfloat16: an array, or (abstract models, `jax.ShapeDtypeStruct`) its shape with the new type."""
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(x.shape, jnp.bfloat16, sharding=x.sharding)
+    return x.astype(jnp.bfloat16)
+
+
+def store_frozen_dot_weights(model: nnx.Module) -> int:
+    """Store once in bfloat16 every frozen weight that only `bf16_dot` reads; returns how many.
+
+    With bf16 dots a float32 weight is rounded to bf16 inside every step: XLA converts the whole
+    matrix each time (the tied 49,152 × 576 embedding alone cost 0.11-0.14 s a step, docs/BENCHMARKS.md,
+    issue 45). Rounding it once gives the same bits, so the step computes exactly what it computed.
+    Frozen `Linear` kernels are converted in place (biases stay as they are: they are added in the
+    compute dtype). A tied `Embed` is also read by the token lookup, which must stay exact, so it
+    keeps its table and gains a bf16 copy (`attend_embedding`) for the output projection.
+    Trainables are never touched: their updates stay float32. Called by the training step and, inside
+    the jitted generation, on its own copy of the weights (the model's arrays outside stay as they
+    are: a merged export folds LoRA into the float32 kernels it loads). Modules set up with
+    `set_dot_dtype(..., store=False)` are left alone (config `model.store_dot_weights=false`)."""
+    linears, embeds = [], []
+    for _, module in nnx.iter_graph(model):
+        if getattr(module, "dot_dtype", None) != "bfloat16" or not module.store_dot_weight:
+            continue
+        if isinstance(module, Linear) and not isinstance(module.kernel, Trainable):
+            linears.append(module)
+        elif isinstance(module, Embed) and module.tied and not hasattr(module, "attend_embedding"):
+            embeds.append(module)
+    for module in linears:
+        module.kernel.set_value(_as_bfloat16(module.kernel.get_value()))
+    for module in embeds:
+        module.attend_embedding = nnx.Param(_as_bfloat16(module.embedding.get_value()),
+                                            logical_axes=module.embedding.get_metadata()["logical_axes"])
+    return len(linears) + len(embeds)
 
 
 class Linear(nnx.Module):
     """y = x @ kernel (+ bias); kernel is [in, out] (Hugging Face stores [out, in])."""
 
     dot_dtype = None  # `set_dot_dtype`
+    store_dot_weight = True
 
     def __init__(self, in_features: int, out_features: int, *, use_bias: bool, axes: tuple[str, str],
                  rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32, kind=nnx.Param,
@@ -118,6 +157,8 @@ class Embed(nnx.Module):
     """Token embedding table [vocab, embed]; `attend` is the tied output projection."""
 
     dot_dtype = None  # `set_dot_dtype`
+    store_dot_weight = True
+    tied = False  # also the output projection (`attend`): set by the LM that ties it
 
     def __init__(self, num_embeddings: int, features: int, *, rngs: nnx.Rngs,
                  param_dtype=jnp.float32, dtype=jnp.float32, axes=("vocab", "embed")):
@@ -130,7 +171,8 @@ class Embed(nnx.Module):
 
     def attend(self, x: jax.Array) -> jax.Array:
         if self.dot_dtype == "bfloat16":
-            return bf16_dot(x, self.embedding[...].T).astype(self.dtype)
+            table = self.attend_embedding if hasattr(self, "attend_embedding") else self.embedding
+            return bf16_dot(x, table[...].T).astype(self.dtype)
         return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
 
 

@@ -260,6 +260,7 @@ class Qwen2ForCausalLM(nnx.Module):
     def __init__(self, config: Qwen2Config, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=jnp.float32):
         self.config, self.dtype = config, dtype
         self.embed_tokens = Embed(config.vocab_size, config.hidden_size, rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        self.embed_tokens.tied = config.tie_word_embeddings
         self.layers = nnx.List([Qwen2DecoderLayer(config, rngs=rngs, param_dtype=param_dtype, dtype=dtype)
                                 for _ in range(config.num_hidden_layers)])
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps, rngs=rngs, param_dtype=param_dtype)

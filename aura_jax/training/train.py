@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from aura_jax.build import ensure_random_checkpoints, load_aura
 from aura_jax.config import Config, ConfigError, OptimConfig
-from aura_jax.models.layers import Trainable, activation_constraint
+from aura_jax.models.layers import Trainable, activation_constraint, store_frozen_dot_weights
 from aura_jax.training import preflight
 from aura_jax.training import sharding as shd
 from aura_jax.training.checkpoint import Checkpointer
@@ -176,6 +176,7 @@ class Trainer:
                               f"(batch_size {config.batch_size} / grad_accum_steps) must be divisible by the "
                               f"data-parallel size {dp}")
         model = load_aura(config, place=None if abstract else shd.placer(self.mesh, self.rules), abstract=abstract)
+        store_frozen_dot_weights(model)  # bf16 dots: the same step without rounding the weights every time
         self.graphdef, params, frozen = nnx.split(model, Trainable, ...)
         frozen_shardings = shd.state_shardings(frozen, self.mesh, self.rules)
         param_shardings = shd.state_shardings(params, self.mesh, self.rules)

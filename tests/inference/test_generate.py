@@ -128,3 +128,23 @@ def test_fold_float32_lora_equals_the_unmerged_logits_and_leaves_bfloat16_alone(
     _, _, first = next(lora_modules(half.llm))
     first.base.kernel.set_value(first.base.kernel[...].astype(jnp.bfloat16))
     assert not fold_float32_lora(half.llm) and len(list(lora_modules(half.llm))) > 1
+
+
+def test_bf16_generation_decodes_what_the_bf16_step_computes_weights_stored_or_not(make_aura, tiny_batch):
+    """model.dot_dtype=bfloat16: generation rounds the frozen dot weights once (inside the call, or
+    before it: eval and the trainer store them, `store_frozen_dot_weights`) and keeps the LoRA unmerged,
+    so its greedy tokens are those of the student's own bf16 forward, and storing changes no token."""
+    from aura_jax.inference.generate import generate_aura
+    from aura_jax.models.layers import store_frozen_dot_weights
+
+    rows = slice(0, 2)
+    prompt_len = int(np.argmax(np.asarray(tiny_batch["loss_mask"][0])))
+    ids = np.asarray(tiny_batch["input_ids"][rows, :prompt_len])
+    mask = np.asarray(tiny_batch["attention_mask"][rows, :prompt_len])
+    feats = tiny_batch["audio_features"][rows]
+    model = with_random_adapters(make_aura("model.dot_dtype=bfloat16"), seed=2)
+    new = np.asarray(generate_aura(model, ids, mask, feats, max_new_tokens=4))
+    assert_greedy_over_student_logits(model, ids, feats, new)
+    assert store_frozen_dot_weights(model) > 0
+    np.testing.assert_array_equal(np.asarray(generate_aura(model, ids, mask, feats, max_new_tokens=4)), new)
+    assert_greedy_over_student_logits(model, ids, feats, new)

@@ -62,6 +62,32 @@ def test_bf16_dots_follow_the_plain_step_within_bf16_tolerance(make_aura, tiny_b
         assert np.abs(g - grads0[k]).max() <= 5e-2 * np.abs(grads0[k]).max() + 1e-7, k
 
 
+def test_bf16_weights_stored_once_give_the_bf16_step_bit_for_bit(make_aura, tiny_batch):
+    """The training step with bf16 dots stores the frozen dot weights in bf16 once
+    (`store_frozen_dot_weights`, issue 45) instead of rounding them inside every step: the same bits,
+    so the same loss and gradients to the last bit. The token lookup keeps the float32 table; the tied
+    output projection reads a bf16 copy; trainables, biases and norms stay float32."""
+    from aura_jax.models.layers import Embed, Linear, store_frozen_dot_weights
+
+    model = make_aura("model.dot_dtype=bfloat16")
+    loss0, metrics0, grads0 = loss_and_grads(model, tiny_batch)
+    stored = store_frozen_dot_weights(model)
+    linears = [m for _, m in nnx.iter_graph(model) if isinstance(m, Linear)]
+    frozen = [m for m in linears if not isinstance(m.kernel, Trainable)]
+    assert frozen and any(isinstance(m.kernel, Trainable) for m in linears)
+    assert {m.kernel[...].dtype for m in frozen} == {jnp.dtype(jnp.bfloat16)}
+    assert {m.kernel[...].dtype for m in linears if isinstance(m.kernel, Trainable)} == {jnp.dtype(jnp.float32)}
+    assert {m.bias[...].dtype for m in frozen if m.bias is not None} == {jnp.dtype(jnp.float32)}
+    embed = model.llm.embed_tokens
+    assert embed.tied and embed.embedding[...].dtype == jnp.float32 and embed.attend_embedding[...].dtype == jnp.bfloat16
+    assert stored == len(frozen) + 1
+    loss, metrics, grads = loss_and_grads(model, tiny_batch)
+    assert loss == loss0 and all(float(metrics[k]) == float(metrics0[k]) for k in ("ce", "distill"))
+    assert grads.keys() == grads0.keys()
+    for k, g in grads.items():
+        np.testing.assert_array_equal(g, grads0[k], err_msg=k)
+
+
 def test_untruncated_teacher_gives_the_same_targets(make_aura, tiny_batch, reference):
     assert make_aura().teacher.num_layers == 2  # K=2, low: layers 1..2 of 4
     model = make_aura("model.truncate_teacher=false")

@@ -357,3 +357,32 @@ def test_a_patch_warm_up_moves_the_patch_embedding_alone_for_its_steps(make_aura
             want = np.asarray(a) if patch or step >= 2 else np.zeros_like(np.asarray(a))
             np.testing.assert_array_equal(np.asarray(b), want)
             assert np.abs(np.asarray(a)).max() > 0
+
+
+def test_bf16_dots_train_on_frozen_weights_stored_once_in_bf16(tiny_aura_config):
+    """model.dot_dtype=bfloat16: the step's frozen dot weights are bf16 arguments (no per-step
+    converts; the same bits, tests/models/test_speed_options.py); the trainables, the frozen norms
+    and the token table stay float32. model.store_dot_weights=false keeps every weight as loaded."""
+    import jax
+    import jax.numpy as jnp
+
+    from aura_jax.config import load_config
+    from aura_jax.training.train import Trainer
+
+    def frozen_dtypes(*overrides):
+        config = load_config(None, [*tiny_aura_config, *overrides])
+        trainer = Trainer(config, abstract=True, devices=jax.devices()[:1], log=lambda *a: None)
+        flat = {jax.tree_util.keystr(p).removesuffix(".value"): x.dtype
+                for p, x in jax.tree_util.tree_leaves_with_path(trainer.frozen)}
+        params = {x.dtype for x in jax.tree.leaves(trainer.state.params)}
+        return flat, params
+
+    stored, params = frozen_dtypes("model.dot_dtype=bfloat16")
+    assert params == {jnp.dtype(jnp.float32)}
+    kernels = {k: v for k, v in stored.items() if k.endswith("'kernel']") and "conv" not in k}  # Linear kernels
+    assert kernels and set(kernels.values()) == {jnp.dtype(jnp.bfloat16)}
+    assert stored["['llm']['embed_tokens']['embedding']"] == jnp.float32
+    assert stored["['llm']['embed_tokens']['attend_embedding']"] == jnp.bfloat16
+    assert {v for k, v in stored.items() if "norm" in k} == {jnp.dtype(jnp.float32)}
+    as_loaded, _ = frozen_dtypes("model.dot_dtype=bfloat16", "model.store_dot_weights=false")
+    assert set(as_loaded.values()) == {jnp.dtype(jnp.float32)} and "attend_embedding" not in str(list(as_loaded))
