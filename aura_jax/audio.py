@@ -181,6 +181,26 @@ def mel_filters(n_mels: int = 128) -> np.ndarray:
     return fb
 
 
+@functools.lru_cache(maxsize=64)
+def vtlp_filters(n_mels: int, alpha: float, boundary_hz: float = 4800.0) -> np.ndarray:
+    """`mel_filters` on a frequency axis warped by VTLP (Jaitly & Hinton 2013): band m of the warped bank
+    reads the spectrum where band m reads it at w(f), w(f) = α·f up to f₀ = boundary·min(α, 1)/α, then
+    linear to the Nyquist frequency (kept fixed): energy at frequency f lands in the bands where the plain
+    bank puts energy at w(f). α > 1 moves the spectrum's features (formants, harmonics) up by α below
+    f₀, as a shorter vocal tract would; α < 1 down. α = 1 is `mel_filters` exactly."""
+    fb = mel_filters(n_mels)
+    if alpha == 1.0:
+        return fb
+    nyquist = SAMPLING_RATE / 2
+    f = np.linspace(0.0, nyquist, fb.shape[1])
+    f0 = boundary_hz * min(alpha, 1.0) / alpha
+    warped = np.where(f <= f0, alpha * f,
+                      nyquist - (nyquist - alpha * f0) / (nyquist - f0) * (nyquist - f))
+    out = np.stack([np.interp(warped, f, row) for row in fb])
+    out.setflags(write=False)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _hann_window() -> np.ndarray:
     """Periodic Hann window of length N_FFT (torch.hann_window's default)."""
@@ -197,8 +217,9 @@ def _pad_or_trim(x: np.ndarray, length: int = N_SAMPLES) -> np.ndarray:
     return np.pad(x, (0, length - x.shape[0]))
 
 
-def _log_mel_chunks(chunks: np.ndarray, n_mels: int) -> np.ndarray:
-    """Whisper log-mel of 16 kHz windows [B, N_SAMPLES] -> float32 [B, n_mels, N_FRAMES]."""
+def _log_mel_chunks(chunks: np.ndarray, n_mels: int, filters: np.ndarray | None = None) -> np.ndarray:
+    """Whisper log-mel of 16 kHz windows [B, N_SAMPLES] -> float32 [B, n_mels, N_FRAMES]; `filters`: another
+    bank (`vtlp_filters`) instead of `mel_filters(n_mels)`."""
     x = np.asarray(chunks, dtype=np.float64)
     half = N_FFT // 2
     # Centered STFT: reflect-pad by n_fft/2 each side (torch.stft default).
@@ -208,7 +229,7 @@ def _log_mel_chunks(chunks: np.ndarray, n_mels: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT, axis=-1)[:, : N_FRAMES * HOP_LENGTH : HOP_LENGTH]
     spec = np.fft.rfft(frames * _hann_window(), axis=-1)  # [B, T, 201]
     power = spec.real**2 + spec.imag**2
-    mel = np.matmul(mel_filters(n_mels), power.swapaxes(-1, -2))  # [B, n_mels, T]
+    mel = np.matmul(mel_filters(n_mels) if filters is None else filters, power.swapaxes(-1, -2))  # [B, n_mels, T]
     log_spec = np.log10(np.maximum(mel, 1e-10))
     # Dynamic range clamp is per window (the extractor does it per example).
     peak = log_spec.max(axis=(-2, -1), keepdims=True)
@@ -216,7 +237,7 @@ def _log_mel_chunks(chunks: np.ndarray, n_mels: int) -> np.ndarray:
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
-def _log_mel_window(x: np.ndarray, n_mels: int) -> np.ndarray:
+def _log_mel_window(x: np.ndarray, n_mels: int, filters: np.ndarray | None = None) -> np.ndarray:
     """`_log_mel_chunks` of one 30 s window holding `x` (16 kHz, then zeros), computing only the frames
     that hear a sample of `x`. A frame whose 400 samples all lie in the zero padding has power 0, so its
     value is the clamp floor; for a 5 s clip those are 5/6 of the window, and computing them was most of
@@ -225,14 +246,15 @@ def _log_mel_window(x: np.ndarray, n_mels: int) -> np.ndarray:
     half = N_FFT // 2
     heard = -(-(n + half) // HOP_LENGTH)  # frames j with 160j - 200 < n
     if n > N_SAMPLES - 2 * N_FFT:  # the window's end padding would reflect speech: the full path
-        return _log_mel_chunks(_pad_or_trim(x)[None], n_mels)[0]
+        return _log_mel_chunks(_pad_or_trim(x)[None], n_mels, filters)[0]
     chunk = np.zeros(heard * HOP_LENGTH + half, np.float64)  # frames < heard end before its end padding
     chunk[:n] = x[:n]
     padded = np.pad(chunk, (half, half), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[: heard * HOP_LENGTH : HOP_LENGTH]
     spec = np.fft.rfft(frames * _hann_window(), axis=-1)  # [heard, 201]
     power = spec.real**2 + spec.imag**2
-    log_spec = np.log10(np.maximum(np.matmul(mel_filters(n_mels), power.T), 1e-10))  # [n_mels, heard]
+    bank = mel_filters(n_mels) if filters is None else filters
+    log_spec = np.log10(np.maximum(np.matmul(bank, power.T), 1e-10))  # [n_mels, heard]
     silent = np.log10(np.maximum(0.0, 1e-10))  # a frame of zeros (mel power exactly 0)
     peak = max(log_spec.max(), silent)
     out = np.empty((n_mels, N_FRAMES), np.float32)
@@ -269,13 +291,14 @@ def log_mel_with_valid_frames(
 
 
 def log_mel_segments(
-    waveform: np.ndarray, sampling_rate: int, n_mels: int = 128, max_segments: int | None = None
+    waveform: np.ndarray, sampling_rate: int, n_mels: int = 128, max_segments: int | None = None,
+    filters: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split audio into consecutive 30 s windows and featurize each.
 
     Returns features [S, n_mels, 3000] float32 and valid frame counts [S] int32.
     S = ceil(duration / 30 s) (at least 1); the last window is zero-padded;
-    `max_segments` keeps only the first S windows.
+    `max_segments` keeps only the first S windows; `filters`: another mel bank (`vtlp_filters`).
     """
     x = to_mono_16k(waveform, sampling_rate)
     num_segments = max(1, math.ceil(x.shape[0] / N_SAMPLES))
@@ -286,7 +309,7 @@ def log_mel_segments(
     pieces = [x[s * N_SAMPLES : (s + 1) * N_SAMPLES] for s in range(num_segments)]
     valid = np.array([num_valid_frames(p.shape[0]) for p in pieces], dtype=np.int32)
     # One window at a time (bounded memory), each computing only the frames that hear its samples.
-    features = np.stack([_log_mel_window(p.astype(np.float32), n_mels) for p in pieces])
+    features = np.stack([_log_mel_window(p.astype(np.float32), n_mels, filters) for p in pieces])
     return features, valid
 
 

@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lazy(sub.add_parser("bench-serve", help="the server's first-token latency: each question alone (AuRA vs the "
                          "cascade), then N concurrent streams (p50/p95), every answer checked against offline"),
           "aura_jax.bench.serve", "add_arguments", "main")
+    _lazy(sub.add_parser("bench-engines", help="how fast each corpus engine speaks here (× real time, s per clip)"),
+          "aura_jax.corpus.speed", "add_arguments", "main")
     _lazy(sub.add_parser("make-corpus", help="synthesized speech corpus (espeak-ng voices, some held out)"),
           "aura_jax.demo", "add_corpus_arguments", "corpus_main")
     return parser

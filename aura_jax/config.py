@@ -168,6 +168,25 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class PerturbConfig:
+    """Speaker perturbation of each training clip (beyond the paper; all off by default). Drawn from
+    (seed, step, row) alone, so a resumed run draws what it would have drawn, and every process the
+    same; the student and the teacher hear the same perturbed clip (`aura_jax.data.perturb`)."""
+
+    vtlp: float = 0.0  # VTLP: the mel filter bank's frequency axis warped by α ~ U[1 - vtlp, 1 + vtlp] (0.1: the paper's)
+    pitch_semitones: float = 0.0  # pitch shifted by U[-s, s] semitones, duration kept
+    freq_masks: int = 0  # SpecAugment: this many bands of up to freq_width mel bins set to the clip's mean
+    freq_width: int = 0
+    time_masks: int = 0  # ... and this many spans of up to time_width frames, within the clip's heard frames
+    time_width: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.vtlp or self.pitch_semitones or (self.freq_masks and self.freq_width)
+                    or (self.time_masks and self.time_width))
+
+
+@dataclasses.dataclass
 class OptimConfig:
     learning_rate: float = 1e-4
     warmup_steps: int = 100
@@ -233,6 +252,7 @@ class Config:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     prompt: PromptConfig = dataclasses.field(default_factory=PromptConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    perturb: PerturbConfig = dataclasses.field(default_factory=PerturbConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     curve: CurveConfig = dataclasses.field(default_factory=CurveConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
@@ -429,6 +449,16 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.remat={config.model.remat!r}: use one of {', '.join(REMAT_POLICIES)}")
     if config.model.attention not in ATTENTION_IMPLS:
         raise ConfigError(f"model.attention={config.model.attention!r}: use one of {', '.join(ATTENTION_IMPLS)}")
+    pt = config.perturb
+    if not 0 <= pt.vtlp < 0.5:
+        raise ConfigError(f"perturb.vtlp={pt.vtlp}: the warp factor's half-range, in [0, 0.5) (0.1: α in [0.9, 1.1])")
+    if not 0 <= pt.pitch_semitones <= 12:
+        raise ConfigError(f"perturb.pitch_semitones={pt.pitch_semitones}: in [0, 12]")
+    for key in ("freq_masks", "freq_width", "time_masks", "time_width"):
+        if getattr(pt, key) < 0:
+            raise ConfigError(f"perturb.{key}={getattr(pt, key)}: must be >= 0")
+    if pt.freq_width >= config.audio.n_mels:
+        raise ConfigError(f"perturb.freq_width={pt.freq_width}: must be below audio.n_mels={config.audio.n_mels}")
     a = config.audio
     if a.patch_frames < 1 or a.num_frames % a.patch_frames:
         raise ConfigError(f"audio.patch_frames={a.patch_frames} must divide audio.num_frames={a.num_frames}")

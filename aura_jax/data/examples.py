@@ -114,16 +114,23 @@ class BatchMaker:
 
     def __init__(self, examples: list[Example], *, n_mels: int, text_bucket: int, teacher_segments: int,
                  pad_id: int, process_index: int = 0, process_count: int = 1, teacher_frames: int | str = N_FRAMES,
-                 text_teacher: bool = False):
+                 text_teacher: bool = False, perturb=None, seed: int = 0):
+        """perturb: a `PerturbConfig` whose knobs are on (speaker perturbation, `aura_jax.data.perturb`),
+        drawn per (seed, step, row); None: the clips as they are."""
         self.examples, self.n_mels, self.text_bucket = examples, n_mels, text_bucket
         self.segments, self.pad_id, self.teacher_frames = teacher_segments, pad_id, teacher_frames
         self.process_index, self.process_count = process_index, process_count
         self.lengths = np.array([len(e.ids) for e in examples], np.int64)
         self.text_teacher = text_teacher
+        self.perturb = perturb if perturb is not None and perturb.active else None
+        self.seed = seed
         if text_teacher:
             self.teacher_lengths = np.array([len(e.teacher_ids) for e in examples], np.int64)
 
-    def __call__(self, entry: tuple[int, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, entry: tuple[int, np.ndarray], step: int | None = None) -> dict[str, np.ndarray]:
+        """step: the plan index of `entry` (perturbations are drawn from it; required when they are on)."""
+        if self.perturb is not None and step is None:
+            raise ValueError("BatchMaker: perturbations are drawn per step; pass the entry's step")
         frames, rows = entry
         rows = np.asarray(rows, np.int64)
         t = int(self.lengths[rows].max())
@@ -158,12 +165,23 @@ class BatchMaker:
                 wave = ex.audio.load()
             except (AudioError, RuntimeError) as e:
                 raise DataError(f"{ex.where}: audio became unreadable after the scan: {e}") from None
-            # One featurization serves both: the student's window is the first L frames of segment 0.
-            segs, valid = log_mel_segments(wave, SAMPLING_RATE, self.n_mels,
-                                           max_segments=self.segments if with_teacher else 1)
+            # One featurization serves both: the student's window is the first L frames of segment 0
+            # (so a perturbed clip is the same clip for the teacher).
+            segs, valid = self._features(wave, with_teacher, step, int(r))
             batch["audio_features"][i] = segs[0, :, :frames]
             batch["audio_valid_frames"][i] = min(int(valid[0]), frames)
             if with_teacher:
                 batch["teacher_features"][i, :len(segs)] = segs[..., :self.teacher_frames]
                 batch["teacher_valid_frames"][i, :len(segs)] = np.minimum(valid, self.teacher_frames)
         return batch
+
+    def _features(self, wave: np.ndarray, with_teacher: bool, step: int | None, row: int):
+        segments = self.segments if with_teacher else 1
+        if self.perturb is None:
+            return log_mel_segments(wave, SAMPLING_RATE, self.n_mels, max_segments=segments)
+        from aura_jax.data import perturb
+
+        p = perturb.draw(self.perturb, perturb.rng_for(self.seed, step, row))
+        segs, valid = log_mel_segments(perturb.shift_pitch(wave, p["semitones"]), SAMPLING_RATE, self.n_mels,
+                                       max_segments=segments, filters=perturb.filters(self.n_mels, p["alpha"]))
+        return perturb.spec_augment(segs, valid, self.perturb, p["spec_seed"]), valid

@@ -139,16 +139,17 @@ class TrainData:
                                      teacher_segments=config.audio.teacher_segments, pad_id=tokenizer.pad_token_id,
                                      teacher_frames=config.audio.teacher_frames,
                                      text_teacher=config.loss.text_teacher_weight > 0,
-                                     process_index=process_index, process_count=process_count)
+                                     process_index=process_index, process_count=process_count,
+                                     perturb=config.perturb, seed=config.seed)
         if verbose and process_index == 0:
             print(format_stats(self.stats), flush=True)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's batch for `step` (random access; the iterator yields the same)."""
-        return self.make_batch(self.plan[step])
+        return self.make_batch(self.plan[step], step)
 
     def dataset(self) -> grain.MapDataset:
-        return grain.MapDataset.source(self.plan).map(self.make_batch)
+        return grain.MapDataset.source(self.plan).map_with_index(lambda step, entry: self.make_batch(entry, step))
 
     def iterator(self) -> grain.DatasetIterator:
         """Batches 0..num_steps-1 in order; checkpointable (get_state/set_state, grain.checkpoint)."""

@@ -20,7 +20,7 @@ from aura_jax.config import Config, ConfigError
 # (orbax reshards a checkpoint onto any mesh; accumulation gives the same update).
 RESUME_FREE = ("steps", "epochs", "log_every", "checkpoint_every", "keep_checkpoints", "compilation_cache_dir",
                "run_dir", "resume_allow", "checkpoint_fallback", "mesh", "sharding_rules", "distributed",
-               "grad_accum_steps", "model.remat", "model.attention", "model.scan_layers",
+               "grad_accum_steps", "model.remat", "model.attention", "model.scan_layers", "model.store_dot_weights",
                "model.truncate_teacher", "data.worker_threads", "data.prefetch_batches", "data.cache_dir",
                "data.strict", "curve")
 # Allowed only when named in `resume_allow`: the optimisation continues on the same state and data
